@@ -1,0 +1,33 @@
+"""tfvis: see what a Keras / TensorFlow network has learned and why it decided.
+
+Importing tfvis has no side effects: no environment variables, no global Keras policy, no
+logging configuration.
+"""
+
+from tfvis.explainers import (
+    CAM,
+    REGISTRY,
+    CounterfactualGradCAM,
+    Explainer,
+    GradCAM,
+    GradCAMPlusPlus,
+    get_explainer,
+    methods,
+)
+from tfvis.explanation import Explanation
+from tfvis.surgery import layer_table
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CAM",
+    "REGISTRY",
+    "CounterfactualGradCAM",
+    "Explainer",
+    "Explanation",
+    "GradCAM",
+    "GradCAMPlusPlus",
+    "get_explainer",
+    "layer_table",
+    "methods",
+]

@@ -1,0 +1,54 @@
+"""All explainers, and the registry name -> class used by the demo, the CLI and callbacks.
+
+Adding a method: one file with an `Explainer` subclass (``name``, ``title``,
+``explain_batch`` or a family hook), plus its class in ``_EXPLAINERS`` below.
+"""
+
+from __future__ import annotations
+
+import difflib
+from types import MappingProxyType
+from typing import Any, Mapping
+
+from tfvis.explainers.base import Explainer
+from tfvis.explainers.cam import CAM, CounterfactualGradCAM, GradCAM, GradCAMPlusPlus
+
+_EXPLAINERS: tuple[type[Explainer], ...] = (CAM, GradCAM, GradCAMPlusPlus, CounterfactualGradCAM)
+
+REGISTRY: Mapping[str, type[Explainer]] = MappingProxyType({c.name: c for c in _EXPLAINERS})
+
+
+def methods() -> list[str]:
+    """Registry names of all methods, in gallery order."""
+    return list(REGISTRY)
+
+
+def get_explainer(name: str, model: Any, **options: Any) -> Explainer:
+    """Builds the explainer registered as ``name`` for ``model``.
+
+    Args:
+      name: a registry name from `methods()` (case-insensitive; ``-`` and ``_`` alike).
+      model: the Keras model to explain.
+      **options: constructor options of that method (``layer=``, ``output=``, ...).
+
+    Raises:
+      ValueError: unknown name, with close matches.
+    """
+    key = str(name).lower().replace("-", "_")
+    if key not in REGISTRY:
+        close = difflib.get_close_matches(key, list(REGISTRY), n=3, cutoff=0.4)
+        hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+        raise ValueError(f"unknown method {name!r}.{hint} Available: {', '.join(REGISTRY)}")
+    return REGISTRY[key](model, **options)
+
+
+__all__ = [
+    "CAM",
+    "CounterfactualGradCAM",
+    "Explainer",
+    "GradCAM",
+    "GradCAMPlusPlus",
+    "REGISTRY",
+    "get_explainer",
+    "methods",
+]

@@ -1,0 +1,205 @@
+"""The explainer contract every method builds on.
+
+A method subclasses `Explainer` and writes one pure-TF function, `explain_batch`, which gets a
+chunk of inputs and a ``score`` function (outputs -> one score per sample) and returns the raw
+map. Everything else lives here, once: input checks, target resolution, the logits bypass,
+fixed-size compiled chunks (the last one padded, so nothing retraces), progress, and assembling
+and normalising the `Explanation`.
+"""
+
+from __future__ import annotations
+
+from types import MappingProxyType
+from typing import Any, Callable, ClassVar, Mapping
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfvis.explanation import Explanation
+from tfvis.inputs import as_batch, input_shape
+from tfvis.plotting.images import normalize
+from tfvis.surgery import graph_of, logits_replacements, resolve_output, run_graph
+from tfvis.targets import Targets, TargetsLike, class_scores, resolve_targets
+
+ScoreFn = Callable[[Any], tuple]
+
+
+def _check_batch_size(batch_size: Any) -> int:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    return int(batch_size)
+
+
+class Explainer:
+    """Base class of all explainers.
+
+    Args:
+      model: a Keras 3 model (functional, Sequential, nested; subclassed models only for
+        methods that need no layer).
+      output: for multi-output models, the output (name or index) that class targets refer
+        to. Without it, a multi-output model needs callable targets.
+      logits: explain the pre-activation score when an output ends in softmax or sigmoid
+        (separate layer or fused), computed without modifying the model. False keeps the
+        activated output.
+      batch_size: default number of samples per compiled chunk.
+      verbose: 1 shows a progress bar when work spans several chunks; 0 is quiet.
+    """
+
+    name: ClassVar[str] = ""
+    title: ClassVar[str] = ""
+    #: Options for a quick look (demo gallery, callbacks): cheap settings of this method.
+    quick_options: ClassVar[Mapping[str, Any]] = MappingProxyType({})
+
+    def __init__(
+        self,
+        model: keras.Model,
+        *,
+        output: int | str | None = None,
+        logits: bool = True,
+        batch_size: int = 32,
+        verbose: int = 1,
+    ) -> None:
+        if not isinstance(model, keras.Model):
+            raise TypeError(f"model must be a keras.Model, got {type(model).__name__}")
+        self.model = model
+        self.input_shape = input_shape(model)
+        self.output_index = resolve_output(model, output)
+        self.logits = bool(logits)
+        self.replace = logits_replacements(model) if logits else {}
+        self.batch_size = _check_batch_size(batch_size)
+        self.verbose = verbose
+        self.layer: str | None = None
+        self._steps: dict[Any, Any] = {}
+
+    # -- what subclasses write -------------------------------------------------------------
+
+    def explain_batch(self, x: tf.Tensor, score: ScoreFn) -> tuple:
+        """Computes one chunk; pure TF, traced once.
+
+        Args:
+          x: a float32 batch.
+          score: ``outputs -> (scores (N,), class_weights (N, K) or None)``.
+
+        Returns:
+          ``(raw, scores, class_weights)``.
+        """
+        raise NotImplementedError
+
+    # -- shared machinery --------------------------------------------------------------------
+
+    def forward(self, x, hooks=None):
+        """The model's outputs on ``x`` (logits when bypassing), with optional layer hooks."""
+        return run_graph(self.model, x, hooks=hooks, replace=self.replace)
+
+    def _num_classes(self, x: np.ndarray) -> int | None:
+        if self.output_index is None:
+            return None
+        graph = graph_of(self.model)
+        if graph is not None:
+            shape = tuple(graph.outputs[self.output_index].shape)
+        else:
+            shape = tuple(keras.tree.flatten(self.forward(tf.constant(x[:1])))[0].shape)
+        return shape[-1] if len(shape) == 2 else None
+
+    def _select(self, outputs):
+        if isinstance(outputs, dict):
+            outputs = list(outputs.values())
+        if isinstance(outputs, (list, tuple)):
+            return outputs[self.output_index]
+        return outputs
+
+    def _step(self, fn: Callable | None):
+        key = "classes" if fn is None else fn
+        if key not in self._steps:
+
+            def score(outputs, weights, auto):
+                if fn is None:
+                    return class_scores(self._select(outputs), weights, auto)
+                scores = tf.cast(fn(outputs), tf.float32)
+                if scores.shape.rank != 1:
+                    raise ValueError(
+                        "a callable target must return one score per sample, shape (N,), got "
+                        f"shape {scores.shape}; e.g. lambda out: out[:, 3]"
+                    )
+                return scores, None
+
+            def step(x, weights, auto):
+                raw, scores, used = self.explain_batch(x, lambda o: score(o, weights, auto))
+                if used is None:
+                    used = weights
+                return tf.cast(raw, tf.float32), scores, used
+
+            self._steps[key] = tf.function(step, reduce_retracing=True)
+        return self._steps[key]
+
+    def traces(self) -> int:
+        """How many times this explainer's compiled steps were traced (for diagnostics)."""
+        return sum(s.experimental_get_tracing_count() for s in self._steps.values())
+
+    def explain(
+        self, inputs: Any, targets: TargetsLike = None, batch_size: int | None = None
+    ) -> Explanation:
+        """Explains ``inputs`` for ``targets``.
+
+        Args:
+          inputs: one sample or a batch (numpy, tensor or `tf.data.Dataset`), any float or
+            integer dtype (cast to float32, never rescaled), grey or RGB, any size the model
+            accepts.
+          targets: None (top-1 class per sample), an int, one int per sample, an ``(N, K)``
+            one-hot or soft weight array, or a callable ``outputs -> (N,)`` scores.
+          batch_size: samples per compiled chunk (default: the explainer's ``batch_size``).
+
+        Returns:
+          An `Explanation`.
+        """
+        x = as_batch(inputs, self.input_shape)
+        n = len(x)
+        resolved = resolve_targets(targets, n, self._num_classes(x))
+        chunk = min(_check_batch_size(batch_size or self.batch_size), n)
+        weights = resolved.weights
+        if weights is None:
+            weights = np.zeros((n, 1), np.float32)
+        step = self._step(resolved.fn)
+        starts = range(0, n, chunk)
+        bar = keras.utils.Progbar(len(starts)) if self.verbose and len(starts) > 1 else None
+        parts = []
+        for start in starts:
+            stop = min(start + chunk, n)
+            pad = np.r_[np.arange(start, stop), np.full(chunk - (stop - start), stop - 1)]
+            out = step(tf.constant(x[pad]), tf.constant(weights[pad]), tf.constant(resolved.auto[pad]))
+            parts.append([o.numpy()[: stop - start] for o in out])
+            if bar is not None:
+                bar.update(len(parts))
+        raw, scores, used = (np.concatenate(p) for p in zip(*parts))
+        return self._assemble(raw, scores, used, resolved)
+
+    __call__ = explain
+
+    def _assemble(self, raw, scores, used, resolved: Targets) -> Explanation:
+        if not np.all(np.isfinite(raw)):
+            bad = np.flatnonzero(~np.isfinite(raw.reshape(len(raw), -1)).all(axis=1))
+            raise FloatingPointError(
+                f"{self.title or type(self).__name__} produced NaN or Inf for samples "
+                f"{bad[:10].tolist()}: the model's outputs or gradients are not finite there"
+            )
+        maps = self.to_maps(raw)
+        if maps.ndim == 2:  # non-image models: one vector per sample
+            maps = normalize(maps[:, None, :], warn_constant=True)[:, 0, :]
+        else:
+            maps = normalize(maps, warn_constant=True)
+        if resolved.fn is not None:
+            targets = resolved.fn
+        elif resolved.soft:
+            targets = used
+        else:
+            targets = used.argmax(axis=-1)
+        return Explanation(maps, raw, targets, scores.astype(np.float32), self.name, self.layer)
+
+    def to_maps(self, raw: np.ndarray) -> np.ndarray:
+        """Grey maps from raw values: pixel-space ``(N, H, W, C)`` -> max |.| over channels."""
+        return np.abs(raw).max(axis=-1) if raw.ndim == 4 else raw
+
+    def __repr__(self) -> str:
+        layer = f", layer={self.layer!r}" if self.layer else ""
+        return f"{type(self).__name__}(model={self.model.name!r}{layer})"

@@ -1,0 +1,150 @@
+"""The CAM family: a class activation map is ``ReLU(sum_k w_k A_k)`` upsampled to the input.
+
+Each variant is only its channel-weight formula ``channel_weights(acts, grads, class_weights)``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import tensorflow as tf
+
+from tfvis.explainers.base import Explainer
+from tfvis.surgery import gap_dense_head, resolve_layer
+from tfvis.surgery.layers import describe, layer_table
+
+
+class _CAMFamily(Explainer):
+    """Shared machinery of layer-activation maps.
+
+    Args:
+      model: a functional or Sequential model (nested models allowed).
+      layer: name, ``"outer/inner"`` path, index, layer object, or None for the last layer
+        with a spatial (rank-4, H and W > 1) output.
+      relu: keep only positive evidence (as in the papers). False gives the signed map.
+      **kwargs: `Explainer` options (``output``, ``logits``, ``batch_size``, ``verbose``).
+    """
+
+    uses_gradients: bool = True
+
+    def __init__(self, model, layer: Any = None, *, relu: bool = True, **kwargs) -> None:
+        super().__init__(model, **kwargs)
+        self.relu = bool(relu)
+        self.layer = self._resolve(layer)
+
+    def _resolve(self, layer: Any) -> str:
+        info = resolve_layer(self.model, layer)
+        if not info.is_spatial:
+            spatial = [i for i in layer_table(self.model) if i.is_spatial]
+            raise ValueError(
+                f"layer {info.path!r} ({type(info.layer).__name__}) has output shape "
+                f"{info.shape}; {self.title} needs a rank-4 (N, H, W, C) feature map with H and "
+                "W > 1. Layers that qualify:\n" + describe(spatial)
+            )
+        return info.path
+
+    def channel_weights(self, acts: tf.Tensor, grads: tf.Tensor | None, class_weights) -> tf.Tensor:
+        """``(N, C)`` weights of the feature channels; ``acts``/``grads`` are (N, h, w, C)."""
+        raise NotImplementedError
+
+    def explain_batch(self, x, score):
+        captured = {}
+        with tf.GradientTape(watch_accessed_variables=False) as tape:
+
+            def hook(acts):
+                if self.uses_gradients:
+                    tape.watch(acts)
+                captured["acts"] = acts
+                return acts
+
+            scores, class_weights = score(self.forward(x, hooks={self.layer: hook}))
+        grads = None
+        if self.uses_gradients:
+            grads = tape.gradient(scores, captured["acts"])
+            grads = tf.zeros_like(captured["acts"]) if grads is None else grads
+            grads = tf.cast(grads, tf.float32)
+        acts = tf.cast(captured["acts"], tf.float32)
+        weights = self.channel_weights(acts, grads, class_weights)
+        cam = tf.einsum("nhwc,nc->nhw", acts, weights)
+        if self.relu:
+            cam = tf.nn.relu(cam)
+        cam = tf.image.resize(cam[..., None], tf.shape(x)[1:3], method="bilinear")[..., 0]
+        return cam, scores, class_weights
+
+
+class CAM(_CAMFamily):
+    """Class Activation Mapping (Zhou et al., 2016).
+
+    The channel weights are the class's column of the Dense layer that follows global average
+    pooling: ``M_c = sum_k W[k, c] A_k``. Needs that head (otherwise a ValueError says so) and
+    class targets (int, per-sample ints, one-hot or soft weights).
+    """
+
+    name = "cam"
+    title = "CAM"
+    uses_gradients = False
+
+    def _resolve(self, layer: Any) -> str:
+        if self.output_index is None:
+            raise ValueError("CAM on a multi-output model needs output=<name or index>")
+        self._head = gap_dense_head(self.model, self.output_index)
+        features = self._head.feature_paths
+        path = super()._resolve(features[-1] if layer is None else layer)
+        if path not in features:
+            raise ValueError(
+                f"CAM explains the features pooled by the GAP -> Dense head, i.e. layer "
+                f"{features[-1]!r}; got layer {path!r}. Leave layer=None, or use GradCAM for "
+                "other layers."
+            )
+        return path
+
+    def channel_weights(self, acts, grads, class_weights):
+        if class_weights is None:
+            raise ValueError("CAM needs class targets (ints or weights), not a callable")
+        kernel = tf.cast(self._head.dense.kernel, tf.float32)
+        return tf.matmul(class_weights, kernel, transpose_b=True)
+
+
+class GradCAM(_CAMFamily):
+    """Grad-CAM (Selvaraju et al., 2017): weights are the spatial mean of d score / d A.
+
+    On a GAP -> Dense head with logit targets it equals CAM divided by the pooled area.
+    """
+
+    name = "gradcam"
+    title = "Grad-CAM"
+
+    def channel_weights(self, acts, grads, class_weights):
+        return tf.reduce_mean(grads, axis=(1, 2))
+
+
+class GradCAMPlusPlus(_CAMFamily):
+    """Grad-CAM++ (Chattopadhay et al., 2018), closed form with the exponential score.
+
+    With ``Y = exp(S)``, higher derivatives of Y are powers of ``g = dS/dA`` times Y, giving
+    ``alpha = g^2 / (2 g^2 + sum_ab A * g^3)`` and ``w = sum_ab alpha * ReLU(g)``. The common
+    positive factor ``exp(S)`` is dropped (it only scales each map). Zero denominators give
+    alpha = 0, never NaN.
+    """
+
+    name = "gradcampp"
+    title = "Grad-CAM++"
+
+    def channel_weights(self, acts, grads, class_weights):
+        g2 = tf.square(grads)
+        denom = 2.0 * g2 + tf.reduce_sum(acts, axis=(1, 2), keepdims=True) * g2 * grads
+        safe = tf.where(denom != 0.0, denom, tf.ones_like(denom))
+        alpha = tf.where(denom != 0.0, g2 / safe, tf.zeros_like(denom))
+        return tf.reduce_sum(alpha * tf.nn.relu(grads), axis=(1, 2))
+
+
+class CounterfactualGradCAM(_CAMFamily):
+    """Counterfactual Grad-CAM (Selvaraju et al., 2017, sec. 5): Grad-CAM with negated
+    gradients, highlighting the regions whose removal would raise the class score (evidence
+    against the class)."""
+
+    name = "counterfactual_gradcam"
+    title = "Counterfactual Grad-CAM"
+
+    def channel_weights(self, acts, grads, class_weights):
+        return -tf.reduce_mean(grads, axis=(1, 2))
