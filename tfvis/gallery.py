@@ -1,0 +1,112 @@
+"""Write galleries of images x methods as PNG files plus an ``index.html`` (no server needed).
+
+Files are written atomically (temporary file + rename) and stay inside the output folder:
+names are sanitised, and existing files are kept unless ``overwrite`` is set.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import re
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+
+def safe_name(text: str) -> str:
+    """A file-name-safe version of ``text`` (letters, digits, ``-``, ``_``, ``.``)."""
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", str(text)).strip("._")
+    return name[:80] or "item"
+
+
+def _write_atomic(path: Path, data: bytes, overwrite: bool) -> None:
+    if path.is_symlink():
+        raise FileExistsError(f"refusing to write through the symbolic link {path}")
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def save_png(path: str | os.PathLike, rgb: np.ndarray, overwrite: bool = True) -> Path:
+    """Saves a uint8 RGB (or grey) image as PNG, atomically."""
+    image = np.asarray(rgb)
+    if image.dtype != np.uint8:
+        raise TypeError("save_png expects uint8 pixels; use tfvis.plotting.to_uint8_rgb")
+    if image.ndim == 3:
+        image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+    ok, buf = cv2.imencode(".png", image)
+    if not ok:
+        raise ValueError(f"could not encode an image of shape {image.shape} as PNG")
+    path = Path(path)
+    _write_atomic(path, buf.tobytes(), overwrite)
+    return path
+
+
+@dataclass
+class Gallery:
+    """A table of images: one row per input, one column per view (input, methods...).
+
+    Build it with `add_row`, then `write(out_dir)`.
+    """
+
+    title: str
+    columns: list[str]
+    notes: list[str] = field(default_factory=list)
+    rows: list[tuple[str, list[tuple[np.ndarray, str]]]] = field(default_factory=list)
+
+    def add_row(self, label: str, cells: list[tuple[np.ndarray, str]]) -> None:
+        """Adds a row of ``(uint8 RGB image, caption)`` cells, one per column."""
+        if len(cells) != len(self.columns):
+            raise ValueError(f"a row needs {len(self.columns)} cells, got {len(cells)}")
+        self.rows.append((label, cells))
+
+    def write(self, out_dir: str | os.PathLike, overwrite: bool = True, scale: int = 3) -> Path:
+        """Writes ``images/*.png`` and ``index.html`` under ``out_dir``; returns the HTML path.
+
+        Args:
+          out_dir: the folder (created if missing).
+          overwrite: replace files that exist (False raises FileExistsError).
+          scale: nearest-neighbour enlargement of small images for viewing.
+        """
+        root = Path(out_dir)
+        images = root / "images"
+        images.mkdir(parents=True, exist_ok=True)
+        e = html.escape
+        head = "".join(f"<th>{e(c)}</th>" for c in self.columns)
+        body = []
+        for r, (label, cells) in enumerate(self.rows):
+            tds = []
+            for c, (column, (image, caption)) in enumerate(zip(self.columns, cells)):
+                name = f"{r:03d}_{c:02d}_{safe_name(column)}.png"
+                big = np.repeat(np.repeat(image, scale, axis=0), scale, axis=1)
+                save_png(images / name, big, overwrite)
+                tds.append(
+                    f'<td><img src="images/{e(name)}" alt="{e(column)}"><br>'
+                    f"<small>{e(caption)}</small></td>"
+                )
+            body.append(f"<tr><th>{e(label)}</th>{''.join(tds)}</tr>")
+        notes = "".join(f"<li>{e(n)}</li>" for n in self.notes)
+        page = (
+            "<!doctype html><html><head><meta charset='utf-8'>"
+            f"<title>{e(self.title)}</title><style>"
+            "body{font-family:sans-serif;margin:1em}table{border-collapse:collapse}"
+            "td,th{padding:4px;text-align:center;vertical-align:top;border:1px solid #ddd}"
+            "</style></head><body>"
+            f"<h1>{e(self.title)}</h1><ul>{notes}</ul>"
+            f"<table><tr><th></th>{head}</tr>{''.join(body)}</table></body></html>"
+        )
+        index = root / "index.html"
+        _write_atomic(index, page.encode("utf-8"), overwrite)
+        return index
