@@ -12,8 +12,17 @@ from typing import Any, Mapping
 
 from tfvis.explainers.base import Explainer
 from tfvis.explainers.cam import CAM, CounterfactualGradCAM, GradCAM, GradCAMPlusPlus
+from tfvis.explainers.occlusion import Occlusion, OcclusionExplanation
+from tfvis.explainers.rise import RISE
 
-_EXPLAINERS: tuple[type[Explainer], ...] = (CAM, GradCAM, GradCAMPlusPlus, CounterfactualGradCAM)
+_EXPLAINERS: tuple[type[Explainer], ...] = (
+    CAM,
+    GradCAM,
+    GradCAMPlusPlus,
+    CounterfactualGradCAM,
+    Occlusion,
+    RISE,
+)
 
 REGISTRY: Mapping[str, type[Explainer]] = MappingProxyType({c.name: c for c in _EXPLAINERS})
 
@@ -48,6 +57,9 @@ __all__ = [
     "Explainer",
     "GradCAM",
     "GradCAMPlusPlus",
+    "Occlusion",
+    "OcclusionExplanation",
+    "RISE",
     "REGISTRY",
     "get_explainer",
     "methods",

@@ -1,0 +1,409 @@
+"""Perturbation engine, Occlusion and RISE: closed forms, invariances, black-box models."""
+
+import hashlib
+import json
+import math
+
+import cv2
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import tfvis
+from tfvis.engine.perturbation import MaskSet, pair_chunks
+from tfvis.explainers.occlusion import gaussian_blur, patch_positions
+from conftest import gap_dense_model
+
+
+def linear_model(shape, seed=0):
+    """f(x) = sum(w * x) + b with known w: occlusion has a closed form."""
+    w = np.random.default_rng(seed).normal(size=shape).astype("float32")
+    model = keras.Sequential([keras.Input(shape), keras.layers.Flatten(), keras.layers.Dense(1)])
+    model.layers[-1].set_weights([w.reshape(-1, 1), np.array([0.7], "float32")])
+    return model, w
+
+
+def spot_model(channels=3):
+    """Responds only to a bright spot, wherever it is: global max of a 3x3 mean minus 0.5."""
+    inp = keras.Input((None, None, channels))
+    conv = keras.layers.Conv2D(1, 3, padding="same", activation="relu", name="detector")
+    x = conv(inp)
+    x = keras.layers.GlobalMaxPooling2D()(x)
+    model = keras.Model(inp, x)
+    conv.set_weights([np.full((3, 3, channels, 1), 1 / (9 * channels), "float32"),
+                      np.array([-0.5], "float32")])
+    return model
+
+
+def spot_image(height, width, rows, cols, channels=3):
+    image = np.full((height, width, channels), 0.1, "float32")
+    image[rows[0]:rows[1], cols[0]:cols[1]] = 1.0
+    return image
+
+
+def digest(model):
+    h = hashlib.sha256(json.dumps(model.get_config(), sort_keys=True, default=str).encode())
+    for w in model.weights:
+        h.update(np.asarray(w.numpy()).tobytes())
+    return h.hexdigest()
+
+
+def expected_occlusion(x, w, patch, stride, fill):
+    """Brute force: drop = sum over the patch of w * (x - fill), averaged over covering patches."""
+    height, width = x.shape[:2]
+    rows = patch_positions(height, patch[0], stride[0])
+    cols = patch_positions(width, patch[1], stride[1])
+    total = np.zeros((height, width))
+    count = np.zeros((height, width))
+    drops = np.zeros((len(rows), len(cols)))
+    for a, r in enumerate(rows):
+        for b, c in enumerate(cols):
+            box = (slice(r, r + patch[0]), slice(c, c + patch[1]))
+            drops[a, b] = np.sum(w[box] * (x[box] - fill[box]))
+            total[box] += drops[a, b]
+            count[box] += 1
+    return total / count, drops
+
+
+# -- occlusion ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fill", [0.0, 0.25, "mean", "array"])
+def test_occlusion_of_linear_model_is_patch_sum(fill):
+    model, w = linear_model((7, 11, 2))
+    x = np.random.default_rng(1).random((2, 7, 11, 2)).astype("float32")
+    if fill == "array":
+        fill = np.random.default_rng(2).random((7, 11, 2)).astype("float32")
+    explainer = tfvis.Occlusion(model, patch_size=(3, 4), stride=(2, 3), fill=fill, verbose=0)
+    result = explainer.explain(x, batch_size=5)
+    for i in range(2):
+        if isinstance(fill, str):
+            f = np.broadcast_to(x[i].mean(axis=(0, 1)), x[i].shape)
+        else:
+            f = np.broadcast_to(fill, x[i].shape)
+        expected, drops = expected_occlusion(x[i], w, (3, 4), (2, 3), f)
+        np.testing.assert_allclose(result.raw[i], expected, rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(result.scores[i] - result.position_scores[i], drops,
+                                   rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(result.scores, np.sum(w * x, axis=(1, 2, 3)) + 0.7, rtol=1e-5)
+
+
+def test_occlusion_blur_fill_is_the_blurred_image():
+    model, w = linear_model((9, 8, 1))
+    x = np.random.default_rng(3).random((1, 9, 8, 1)).astype("float32")
+    result = tfvis.Occlusion(model, patch_size=4, stride=2, fill="blur", verbose=0)(x)
+    blurred = gaussian_blur(x, (2.0, 2.0))[0]
+    # Independent reference of the blur: OpenCV with reflected (BORDER_REFLECT_101) borders.
+    reference = cv2.GaussianBlur(x[0, ..., 0], (13, 13), 2.0, borderType=cv2.BORDER_REFLECT_101)
+    np.testing.assert_allclose(blurred[..., 0][3:-3, 3:-3], reference[3:-3, 3:-3], atol=1e-5)
+    expected, _ = expected_occlusion(x[0], w, (4, 4), (2, 2), blurred)
+    np.testing.assert_allclose(result.raw[0], expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("size,patch,stride", [(10, 4, 3), (11, 4, 3), (8, 8, 2), (9, 1, 1),
+                                               (224, 16, 8), (64, 15, 7)])
+def test_number_of_positions(size, patch, stride):
+    starts = patch_positions(size, patch, stride)
+    assert len(starts) == math.ceil((size - patch) / stride) + 1
+    assert starts[0] == 0 and starts[-1] == size - patch  # every pixel covered
+    assert np.all(np.diff(starts) <= stride) and np.all(np.diff(starts) > 0)
+
+
+def test_occlusion_positions_and_calls_per_image():
+    explainer = tfvis.Occlusion(gap_dense_model(), patch_size=(4, 6), stride=(3, 5), verbose=0)
+    rows, cols = explainer.positions(16, 20)
+    assert (len(rows), len(cols)) == (5, 4)
+    assert explainer.num_perturbations(16, 20) == 20
+    result = explainer(np.random.default_rng(0).random((2, 16, 20, 3)))
+    assert result.position_scores.shape == (2, 5, 4)
+    assert result.top_class is None
+
+
+def test_occlusion_top_class_per_position():
+    model = gap_dense_model()
+    x = np.random.default_rng(4).random((2, 16, 20, 3)).astype("float32")
+    explainer = tfvis.Occlusion(model, patch_size=8, stride=6, fill=0.0, return_top_class=True,
+                                verbose=0)
+    result = explainer(x)
+    rows, cols = explainer.positions(16, 20)
+    assert result.top_class.shape == (2, len(rows), len(cols))
+    for a, b in [(0, 0), (len(rows) - 1, 1), (1, len(cols) - 1)]:
+        occluded = x.copy()
+        occluded[:, rows[a]:rows[a] + 8, cols[b]:cols[b] + 8] = 0.0
+        logits = model(occluded).numpy()
+        np.testing.assert_array_equal(result.top_class[:, a, b], logits.argmax(-1))
+
+
+@pytest.mark.parametrize("method", ["occlusion", "rise"])
+def test_non_square_hot_spot_lands_on_the_spot(method):
+    model = spot_model()
+    height, width, rows, cols = 16, 40, (3, 7), (28, 33)
+    x = spot_image(height, width, rows, cols)
+    if method == "occlusion":
+        explainer = tfvis.Occlusion(model, patch_size=4, stride=2, fill=0.0, verbose=0)
+    else:
+        explainer = tfvis.RISE(model, num_masks=300, grid_size=5, seed=0, verbose=0)
+    result = explainer(x, targets=0)
+    assert result.maps.shape == (1, height, width)
+    r, c = np.unravel_index(result.maps[0].argmax(), (height, width))
+    assert rows[0] - 1 <= r < rows[1] + 1 and cols[0] - 1 <= c < cols[1] + 1, (r, c)
+
+
+def test_occlusion_bad_options():
+    model = gap_dense_model()
+    with pytest.raises(ValueError, match="fill"):
+        tfvis.Occlusion(model, fill="gray")
+    with pytest.raises(ValueError, match="NaN"):
+        tfvis.Occlusion(model, fill=np.nan)
+    with pytest.raises(ValueError, match="patch_size"):
+        tfvis.Occlusion(model, patch_size=0)
+    with pytest.raises(ValueError, match="stride"):
+        tfvis.Occlusion(model, stride=(1, 2, 3))
+    with pytest.raises(ValueError, match="larger than the image"):
+        tfvis.Occlusion(model, patch_size=17, verbose=0)(np.zeros((16, 20, 3)))
+    with pytest.raises(ValueError, match="does not broadcast"):
+        tfvis.Occlusion(model, fill=np.zeros((5, 5, 3)), verbose=0)(np.zeros((16, 20, 3)))
+
+
+# -- RISE -----------------------------------------------------------------------------------
+
+
+def test_rise_masks_follow_the_paper():
+    """Bilinear upsampling of the grid to (s + 1) * cell, then a shifted crop (vs OpenCV)."""
+    explainer = tfvis.RISE(gap_dense_model(), num_masks=6, grid_size=(3, 4), keep_prob=0.5,
+                           seed=5)
+    height, width = 10, 13
+    masks = explainer.generate_masks(height, width)
+    grids, shifts = explainer.mask_set(height, width).params
+    cell = (math.ceil(height / 3), math.ceil(width / 4))
+    assert masks.shape == (6, height, width)
+    assert set(np.unique(grids)) <= {0.0, 1.0}
+    assert np.all((shifts >= 0) & (shifts < cell))
+    for mask, grid, (dy, dx) in zip(masks, grids, shifts):
+        up = cv2.resize(grid, (5 * cell[1], 4 * cell[0]), interpolation=cv2.INTER_LINEAR)
+        np.testing.assert_allclose(mask, up[dy:dy + height, dx:dx + width], atol=1e-5)
+
+
+def test_rise_keep_probability_and_shift_statistics():
+    explainer = tfvis.RISE(gap_dense_model(), num_masks=400, keep_prob=0.3, seed=1)
+    masks = explainer.generate_masks(21, 21, 0, 400)
+    assert abs(masks.mean() - 0.3) < 0.03
+    _, shifts = explainer.mask_set(21, 21).params
+    assert len(np.unique(shifts[:, 0])) == 3 and len(np.unique(shifts[:, 1])) == 3
+
+
+def test_rise_seed_reproducibility():
+    model = gap_dense_model()
+    x = np.random.default_rng(0).random((2, 16, 20, 3)).astype("float32")
+
+    def run(seed):
+        explainer = tfvis.RISE(model, num_masks=40, seed=seed, verbose=0)
+        return explainer.generate_masks(16, 20), explainer(x).raw
+
+    masks_a, raw_a = run(3)
+    masks_b, raw_b = run(3)
+    masks_c, raw_c = run(4)
+    np.testing.assert_array_equal(masks_a, masks_b)
+    np.testing.assert_array_equal(raw_a, raw_b)
+    assert not np.allclose(masks_a, masks_c) and not np.allclose(raw_a, raw_c)
+    fresh = tfvis.RISE(model, num_masks=40, verbose=0)  # seed=None: fresh entropy, recorded
+    again = tfvis.RISE(model, num_masks=40, seed=fresh.seed, verbose=0)
+    np.testing.assert_array_equal(fresh.generate_masks(16, 20), again.generate_masks(16, 20))
+    assert fresh.seed != tfvis.RISE(model, num_masks=40).seed
+
+
+def test_rise_saliency_formula():
+    """sum_j score_j * mask_j / (N p), from the rendered masks and the model's scores."""
+    model = gap_dense_model()
+    x = np.random.default_rng(6).random((1, 16, 20, 3)).astype("float32")
+    explainer = tfvis.RISE(model, num_masks=24, keep_prob=0.4, seed=2, logits=False, verbose=0)
+    result = explainer(x, targets=1)
+    masks = explainer.generate_masks(16, 20)
+    scores = model(x * masks[..., None]).numpy()[:, 1]
+    expected = np.tensordot(scores, masks, axes=1) / (24 * 0.4)
+    np.testing.assert_allclose(result.raw[0], expected, rtol=1e-4, atol=1e-6)
+
+
+def test_rise_batch_size_and_batch_invariance():
+    model = gap_dense_model()
+    x = np.random.default_rng(7).random((3, 16, 20, 3)).astype("float32")
+    explainer = tfvis.RISE(model, num_masks=30, seed=0, verbose=0)
+    reference = explainer(x, batch_size=90).raw  # all pairs in one chunk
+    for size in (1, 7):
+        np.testing.assert_allclose(explainer(x, batch_size=size).raw, reference,
+                                   rtol=1e-5, atol=1e-6)
+    for i in range(3):
+        np.testing.assert_allclose(explainer(x[i:i + 1], batch_size=7).raw[0], reference[i],
+                                   rtol=1e-5, atol=1e-6)
+
+
+def test_rise_bad_options():
+    model = gap_dense_model()
+    for options in ({"num_masks": 0}, {"num_masks": 2.5}, {"keep_prob": 0.0},
+                    {"keep_prob": 1.5}, {"grid_size": 0}):
+        with pytest.raises(ValueError):
+            tfvis.RISE(model, **options)
+
+
+# -- the engine -----------------------------------------------------------------------------
+
+
+class CountingModel(keras.Model):
+    """Subclassed model that records the batch size of every call (also inside tf.function)."""
+
+    def __init__(self):
+        super().__init__()
+        self.dense = keras.layers.Dense(3, kernel_initializer=keras.initializers.GlorotUniform(0))
+        self.calls = []
+
+    def _record(self, n):
+        self.calls.append(int(n))
+        return n
+
+    def call(self, x, training=False):
+        n = tf.py_function(self._record, [tf.shape(x)[0]], tf.int32)
+        with tf.control_dependencies([n]):
+            return self.dense(tf.reduce_mean(x, axis=(1, 2)))
+
+
+def test_chunking_bounds_the_model_batch():
+    model = CountingModel()
+    x = np.random.default_rng(8).random((2, 6, 5, 3)).astype("float32")
+    explainer = tfvis.RISE(model, num_masks=25, seed=0, verbose=0)
+    explainer(x, batch_size=8)
+    # A 1-image probe of the output size (subclassed model: no graph), one call on the 2
+    # unperturbed images (targets), then ceil(2 * 25 / 8) = 7 chunks of exactly 8.
+    assert model.calls[-9:] == [1, 2] + [8] * 7
+    model.calls.clear()
+    explainer(x, batch_size=50)
+    assert model.calls == [1, 2, 50]
+
+
+def test_pair_chunks_cover_every_pair_once():
+    pairs = []
+    for image, mask, valid in pair_chunks(3, 5, 4):
+        keep = valid.numpy() > 0
+        pairs += list(zip(image.numpy()[keep], mask.numpy()[keep]))
+        assert len(image) == 4
+    assert pairs == [(i, j) for i in range(3) for j in range(5)]
+    assert MaskSet((np.zeros((5, 2)),)).count == 5
+
+
+def test_subclassed_model_matches_functional():
+    functional = gap_dense_model()
+
+    class Sub(keras.Model):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def call(self, x, training=False):
+            return self.inner(x, training=training)
+
+    x = np.random.default_rng(9).random((2, 16, 20, 3)).astype("float32")
+    for cls, options in ((tfvis.RISE, {"num_masks": 20, "seed": 1}),
+                         (tfvis.Occlusion, {"patch_size": 6})):
+        a = cls(functional, logits=False, verbose=0, **options)(x, targets=[0, 2])
+        b = cls(Sub(functional), verbose=0, **options)(x, targets=[0, 2])
+        np.testing.assert_allclose(a.raw, b.raw, rtol=1e-5, atol=1e-6)
+
+
+def test_saved_model_through_tfsmlayer(tmp_path):
+    model = gap_dense_model()
+    model.export(str(tmp_path / "exported"), verbose=False)
+    layer = keras.layers.TFSMLayer(str(tmp_path / "exported"), call_endpoint="serve")
+    wrapped = keras.Sequential([keras.Input((16, 20, 3)), layer])
+    x = np.random.default_rng(10).random((2, 16, 20, 3)).astype("float32")
+    for cls, options in ((tfvis.RISE, {"num_masks": 20, "seed": 1}),
+                         (tfvis.Occlusion, {"patch_size": 6})):
+        a = cls(model, logits=False, verbose=0, **options)(x)
+        b = cls(wrapped, verbose=0, **options)(x)
+        np.testing.assert_array_equal(a.targets, b.targets)
+        np.testing.assert_allclose(a.raw, b.raw, rtol=1e-4, atol=1e-6)
+
+
+# -- the explainer contract -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", ["occlusion", "rise"])
+def test_targets_agree_and_no_retrace(method):
+    model = gap_dense_model()
+    x = np.random.default_rng(11).random((3, 16, 20, 3)).astype("float32")
+    options = {"num_masks": 20, "seed": 0} if method == "rise" else {"patch_size": 6}
+    explainer = tfvis.get_explainer(method, model, verbose=0, **options)
+    top = explainer(x)
+    traces = explainer.traces()
+    classes = top.targets
+    for form in (classes, list(classes), np.eye(4, dtype="float32")[classes]):
+        np.testing.assert_allclose(explainer(x, targets=form).raw, top.raw, rtol=1e-6)
+    assert explainer.traces() == traces  # other targets, same shapes: no retrace
+    np.testing.assert_allclose(explainer(x, targets=2).raw,
+                               explainer(x, targets=[2, 2, 2]).raw, rtol=1e-6)
+    assert explainer.traces() == traces
+    by_callable = explainer(x, targets=lambda out: out[:, 1])
+    np.testing.assert_allclose(by_callable.raw, explainer(x, targets=1).raw, rtol=1e-5,
+                               atol=1e-6)
+
+
+@pytest.mark.parametrize("method", ["occlusion", "rise"])
+def test_nothing_mutated(method):
+    model = gap_dense_model()
+    before = digest(model)
+    x = (np.random.default_rng(12).random((2, 16, 20, 3)) * 255).astype("uint8")
+    copy = x.copy()
+    explainer = tfvis.get_explainer(method, model, verbose=0, **tfvis.REGISTRY[method].quick_options)
+    result = explainer(x)
+    assert np.all(np.isfinite(result.maps)) and result.maps.dtype == np.float32
+    assert result.maps.min() >= 0 and result.maps.max() <= 1
+    with pytest.raises(ValueError):
+        explainer(x, targets=9)
+    assert digest(model) == before
+    np.testing.assert_array_equal(x, copy)
+
+
+@pytest.mark.parametrize("method", ["occlusion", "rise"])
+def test_grey_uint8_and_multi_output(method):
+    options = {"num_masks": 30, "seed": 0} if method == "rise" else {"patch_size": 4}
+    inp = keras.Input((10, 14, 1))
+    x = keras.layers.Conv2D(4, 3, activation="relu", name="conv",
+                            kernel_initializer=keras.initializers.GlorotUniform(1))(inp)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    first = keras.layers.Dense(3, name="first",
+                               kernel_initializer=keras.initializers.GlorotUniform(2))(x)
+    second = keras.layers.Dense(2, name="second",
+                                kernel_initializer=keras.initializers.GlorotUniform(3))(x)
+    model = keras.Model(inp, [first, second])
+    grey = (np.random.default_rng(13).random((2, 10, 14)) * 255).astype("uint8")
+    cls = tfvis.REGISTRY[method]
+    by_output = cls(model, output="second", verbose=0, **options)(grey, targets=1)
+    by_callable = cls(model, verbose=0, **options)(grey, targets=lambda out: out[1][:, 1])
+    as_float = cls(model, output=1, verbose=0, **options)(grey[..., None].astype("float32"),
+                                                          targets=1)
+    assert by_output.maps.shape == (2, 10, 14)
+    np.testing.assert_allclose(by_output.raw, by_callable.raw, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(by_output.raw, as_float.raw, rtol=1e-6)
+    with pytest.raises(ValueError, match="several outputs"):
+        cls(model, verbose=0, **options)(grey)
+
+
+def test_progress_bar_and_verbose(capsys):
+    model = gap_dense_model()
+    x = np.random.default_rng(14).random((1, 16, 20, 3)).astype("float32")
+    tfvis.RISE(model, num_masks=20, seed=0, verbose=0)(x, batch_size=4)
+    assert capsys.readouterr().out == ""
+    tfvis.RISE(model, num_masks=20, seed=0, verbose=1)(x, batch_size=4)
+    assert "5/5" in capsys.readouterr().out
+
+
+def test_mixed_precision_gives_float32_maps():
+    policy = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        model = gap_dense_model()
+    finally:
+        keras.config.set_dtype_policy(policy)
+    x = np.random.default_rng(15).random((1, 16, 20, 3)).astype("float32")
+    result = tfvis.RISE(model, num_masks=20, seed=0, verbose=0)(x)
+    assert result.maps.dtype == np.float32 and result.raw.dtype == np.float32
+    assert np.all(np.isfinite(result.raw))
