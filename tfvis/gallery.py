@@ -23,7 +23,8 @@ def safe_name(text: str) -> str:
     return name[:80] or "item"
 
 
-def _write_atomic(path: Path, data: bytes, overwrite: bool) -> None:
+def write_atomic(path: Path, data: bytes, overwrite: bool = True) -> None:
+    """Writes ``data`` to ``path`` via a temporary file and a rename; never through a symlink."""
     if path.is_symlink():
         raise FileExistsError(f"refusing to write through the symbolic link {path}")
     if path.exists() and not overwrite:
@@ -50,7 +51,7 @@ def save_png(path: str | os.PathLike, rgb: np.ndarray, overwrite: bool = True) -
     if not ok:
         raise ValueError(f"could not encode an image of shape {image.shape} as PNG")
     path = Path(path)
-    _write_atomic(path, buf.tobytes(), overwrite)
+    write_atomic(path, buf.tobytes(), overwrite)
     return path
 
 
@@ -82,6 +83,8 @@ class Gallery:
         """
         root = Path(out_dir)
         images = root / "images"
+        if images.is_symlink():
+            raise FileExistsError(f"{images} is a symbolic link; refusing to write through it")
         images.mkdir(parents=True, exist_ok=True)
         e = html.escape
         head = "".join(f"<th>{e(c)}</th>" for c in self.columns)
@@ -108,5 +111,5 @@ class Gallery:
             f"<table><tr><th></th>{head}</tr>{''.join(body)}</table></body></html>"
         )
         index = root / "index.html"
-        _write_atomic(index, page.encode("utf-8"), overwrite)
+        write_atomic(index, page.encode("utf-8"), overwrite)
         return index

@@ -134,3 +134,16 @@ def overlay(
     heat = resize(np.asarray(heatmap, dtype=np.float32), *rgb.shape[:2])
     colour = colorize(heat, cmap).astype(np.float32)
     return np.clip(np.round((1 - alpha) * rgb + alpha * colour), 0, 255).astype(np.uint8)
+
+
+def tile(images: np.ndarray, columns: int | None = None, gap: int = 1) -> np.ndarray:
+    """Tiles uint8 RGB images ``(N, h, w, 3)`` into one grid image (white gaps)."""
+    images = np.asarray(images, dtype=np.uint8)
+    n, h, w = images.shape[:3]
+    columns = columns or int(np.ceil(np.sqrt(n)))
+    rows = int(np.ceil(n / columns))
+    grid = np.full((rows * (h + gap) - gap, columns * (w + gap) - gap, 3), 255, np.uint8)
+    for k, image in enumerate(images):
+        r, c = divmod(k, columns)
+        grid[r * (h + gap): r * (h + gap) + h, c * (w + gap): c * (w + gap) + w] = image
+    return grid
