@@ -40,3 +40,34 @@ def model():
 @pytest.fixture
 def images():
     return np.random.default_rng(0).random((5, 16, 20, 3)).astype("float32")
+
+
+@pytest.fixture
+def fingerprint():
+    """A function ``model -> str`` hashing everything tfvis must never change in a model.
+
+    Covers every weight (BN moving statistics included), the config, and per layer (nested
+    models included) its activation, trainable flag, dtype policy and number of graph nodes
+    (a derived keras.Model built on the user's layers would add nodes).
+    """
+    import hashlib
+    import json
+
+    def snapshot(model):
+        digest = hashlib.sha256()
+        for weight in model.weights:
+            digest.update(weight.path.encode())
+            digest.update(np.asarray(weight.numpy()).tobytes())
+        digest.update(json.dumps(model.get_config(), sort_keys=True, default=str).encode())
+        for layer in model._flatten_layers(include_self=True, recursive=True):
+            digest.update(repr((
+                layer.name,
+                layer.trainable,
+                getattr(layer, "activation", None),
+                layer.dtype_policy.name,
+                len(layer._inbound_nodes),
+                len(layer._outbound_nodes),
+            )).encode())
+        return digest.hexdigest()
+
+    return snapshot

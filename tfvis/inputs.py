@@ -21,19 +21,42 @@ def input_shape(model) -> tuple:
     return tuple(inputs[0].shape)
 
 
-def _collect_dataset(dataset: tf.data.Dataset, rank: int | None) -> np.ndarray:
+def _collect_dataset(dataset: tf.data.Dataset, shape: tuple) -> np.ndarray:
     parts = []
     for element in dataset:
         if isinstance(element, (tuple, list)):
             element = element[0]
         if isinstance(element, dict):
             raise TypeError("dataset elements that are dicts are not supported; map to images")
-        parts.append(np.asarray(element))
+        part = np.asarray(element)
+        parts.append(_as_rank(part, shape) if shape else part)
     if not parts:
         raise ValueError("the dataset is empty")
-    if rank is not None and parts[0].ndim == rank - 1:
-        return np.stack(parts)
+    shapes = {p.shape[1:] for p in parts}
+    if len(shapes) > 1:
+        raise ValueError(f"dataset elements have different shapes {sorted(shapes)}; resize them")
     return np.concatenate(parts)
+
+
+def _as_rank(array: np.ndarray, shape: tuple) -> np.ndarray:
+    """One sample or a batch -> a batch of the model's rank (grey gets its channel axis)."""
+    rank = len(shape)
+    if rank == 4 and shape[-1] == 1 and array.ndim in (2, 3) and array.shape[-1] != 1:
+        if array.ndim == 3 and array.shape[:2] == shape[1:3] != array.shape[1:]:
+            raise ValueError(
+                f"inputs of shape {array.shape} look like one image with {array.shape[-1]} "
+                f"channels, but the model expects {shape} (1 channel): convert to grey, e.g. "
+                "x.mean(axis=-1)"
+            )
+        array = array[..., None]  # grey (H, W) or (N, H, W) for a one-channel model
+    if array.ndim == rank - 1:
+        return array[None]
+    if array.ndim == rank:
+        return array
+    raise ValueError(
+        f"inputs of shape {array.shape} do not fit the model input {shape}: give one "
+        f"sample of rank {rank - 1} or a batch of rank {rank}"
+    )
 
 
 def as_batch(inputs: Any, shape: tuple) -> np.ndarray:
@@ -47,30 +70,19 @@ def as_batch(inputs: Any, shape: tuple) -> np.ndarray:
     Raises:
       TypeError: for non-numeric data. ValueError: wrong rank, channels or size, NaN or Inf.
     """
-    rank = len(shape) or None
     if isinstance(inputs, tf.data.Dataset):
-        array = _collect_dataset(inputs, rank)
+        array = _collect_dataset(inputs, shape)
     elif isinstance(inputs, (tf.Tensor, tf.Variable)):
         array = inputs.numpy()
     else:
         array = np.asarray(inputs)
     if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
         raise TypeError(f"inputs must be numeric images, got dtype {array.dtype}")
-    if rank is None:
+    if not shape:  # a subclassed model that was never called: any shape goes
         batch = array
     else:
-        channels = shape[-1]
-        if rank == 4 and channels == 1 and array.ndim in (2, 3) and array.shape[-1] != 1:
-            array = array[..., None]  # grey (H, W) or (N, H, W) for a one-channel model
-        if array.ndim == rank - 1:
-            batch = array[None]
-        elif array.ndim == rank:
-            batch = array
-        else:
-            raise ValueError(
-                f"inputs of shape {array.shape} do not fit the model input {shape}: give one "
-                f"sample of rank {rank - 1} or a batch of rank {rank}"
-            )
+        batch = _as_rank(array, shape)
+        rank = len(shape)
         expected = shape[1:]
         got = batch.shape[1:]
         for axis, (want, have) in enumerate(zip(expected, got)):

@@ -65,7 +65,10 @@ def resolve_targets(targets: TargetsLike, n: int, num_classes: int | None) -> Ta
         raise TypeError(f"targets must be class indices, weights or a callable, not {targets!r}")
     if isinstance(targets, (int, np.integer)):
         targets = np.full(n, int(targets))
-    array = np.asarray(targets)
+    try:
+        array = np.asarray(targets)
+    except ValueError:  # ragged nested sequences
+        array = np.asarray(None, dtype=object)
     if array.dtype == object or not (
         np.issubdtype(array.dtype, np.number) or array.dtype == bool
     ):

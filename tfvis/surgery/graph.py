@@ -58,12 +58,15 @@ class LayerInfo:
 
     @property
     def is_spatial(self) -> bool:
-        """True for rank-4 outputs with height and width > 1 (valid CAM layers)."""
+        """True for rank-4 outputs with height and width > 1 (valid CAM layers).
+
+        Unknown sizes (``None``, fully convolutional models) count as spatial.
+        """
         s = self.shape
         return (
             isinstance(s, tuple)
             and len(s) == 4
-            and all(isinstance(v, int) and v > 1 for v in s[1:3])
+            and all(v is None or (isinstance(v, int) and v > 1) for v in s[1:3])
         )
 
 

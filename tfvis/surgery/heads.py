@@ -8,6 +8,7 @@ from typing import Any, Callable
 import keras
 
 from tfvis.surgery.graph import graph_of, with_activation
+from tfvis.surgery.layers import require_graph
 
 # Layers that are the identity at inference time (skipped when reading a head's structure).
 _INFERENCE_IDENTITY = (
@@ -107,7 +108,9 @@ def gap_dense_head(model, output_index: int) -> GapDenseHead:
 
     Raises:
       ValueError: naming what CAM requires when the architecture has no such head.
+      TypeError: for a model without a layer graph (subclassed).
     """
+    require_graph(model, "CAM")
     graph = graph_of(model)
 
     def fail(found: str) -> ValueError:

@@ -75,6 +75,13 @@ def resolve_layer(model, layer: LayerSpec = None) -> LayerInfo:
                 f"{len(layers)} layers (indices {-len(layers)}..{len(layers) - 1})."
             )
         layer = layers[layer]
+    if isinstance(layer, keras.layers.InputLayer):
+        raise ValueError(
+            f"{layer.name!r} is the input of model {model.name!r}, not a layer that computes "
+            "features (functional models count their InputLayer in model.layers, so index 0 "
+            "is the input). Valid layers with spatial outputs (path, shape):\n"
+            + describe(spatial or table)
+        )
     if isinstance(layer, keras.layers.Layer):
         found = [i for i in table if i.layer is layer]
         if not found:
