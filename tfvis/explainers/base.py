@@ -9,6 +9,7 @@ and normalising the `Explanation`.
 
 from __future__ import annotations
 
+import functools
 from types import MappingProxyType
 from typing import Any, Callable, ClassVar, Mapping
 
@@ -103,11 +104,8 @@ class Explainer:
         return shape[-1] if len(shape) == 2 else None
 
     def _select(self, outputs):
-        if isinstance(outputs, dict):
-            outputs = list(outputs.values())
-        if isinstance(outputs, (list, tuple)):
-            return outputs[self.output_index]
-        return outputs
+        # Flattened like the graph's outputs (dicts by sorted key), so output_index matches.
+        return keras.tree.flatten(outputs)[self.output_index]
 
     def _step(self, fn: Callable | None):
         key = "classes" if fn is None else fn
@@ -130,7 +128,10 @@ class Explainer:
                     used = weights
                 return tf.cast(raw, tf.float32), scores, used
 
-            self._steps[key] = tf.function(step, reduce_retracing=True)
+            # Wrapped in a partial so that TF's retracing detector keys on this step, not on
+            # the code it shares with every other explainer's step (one trace each is normal,
+            # not the "frequent retracing" TF would warn about after five explainers).
+            self._steps[key] = tf.function(functools.partial(step), reduce_retracing=True)
         return self._steps[key]
 
     def traces(self) -> int:
@@ -156,7 +157,7 @@ class Explainer:
         x = as_batch(inputs, self.input_shape)
         n = len(x)
         resolved = resolve_targets(targets, n, self._num_classes(x))
-        chunk = min(_check_batch_size(batch_size or self.batch_size), n)
+        chunk = min(_check_batch_size(self.batch_size if batch_size is None else batch_size), n)
         weights = resolved.weights
         if weights is None:
             weights = np.zeros((n, 1), np.float32)
@@ -184,10 +185,15 @@ class Explainer:
                 f"{bad[:10].tolist()}: the model's outputs or gradients are not finite there"
             )
         maps = self.to_maps(raw)
-        if maps.ndim == 2:  # non-image models: one vector per sample
-            maps = normalize(maps[:, None, :], warn_constant=True)[:, 0, :]
-        else:
-            maps = normalize(maps, warn_constant=True)
+        vectors = maps.ndim == 2  # non-image models: one vector per sample
+        if vectors:
+            maps = maps[:, None, :]
+        # Min-max is scale-free; dividing by each map's peak first makes the constant-map test
+        # relative, so small but real maps (e.g. 1e-11 on an untrained net) are not zeroed.
+        peak = np.abs(maps).max(axis=(-2, -1), keepdims=True)
+        maps = normalize(maps / np.where(peak > 0, peak, 1), warn_constant=True)
+        if vectors:
+            maps = maps[:, 0, :]
         if resolved.fn is not None:
             targets = resolved.fn
         elif resolved.soft:
