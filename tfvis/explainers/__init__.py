@@ -12,6 +12,16 @@ from typing import Any, Mapping
 
 from tfvis.explainers.base import Explainer
 from tfvis.explainers.cam import CAM, CounterfactualGradCAM, GradCAM, GradCAMPlusPlus
+from tfvis.explainers.gradients import (
+    Deconvnet,
+    GradientInput,
+    GuidedBackprop,
+    GuidedGradCAM,
+    InputGradients,
+    Saliency,
+)
+from tfvis.explainers.integrated import IntegratedGradients, IntegratedGradientsExplanation
+from tfvis.explainers.smoothing import SmoothGrad
 from tfvis.explainers.occlusion import Occlusion, OcclusionExplanation
 from tfvis.explainers.rise import RISE
 
@@ -20,6 +30,13 @@ _EXPLAINERS: tuple[type[Explainer], ...] = (
     GradCAM,
     GradCAMPlusPlus,
     CounterfactualGradCAM,
+    Saliency,
+    GuidedBackprop,
+    Deconvnet,
+    GradientInput,
+    SmoothGrad,
+    IntegratedGradients,
+    GuidedGradCAM,
     Occlusion,
     RISE,
 )
@@ -54,13 +71,22 @@ def get_explainer(name: str, model: Any, **options: Any) -> Explainer:
 __all__ = [
     "CAM",
     "CounterfactualGradCAM",
+    "Deconvnet",
     "Explainer",
     "GradCAM",
     "GradCAMPlusPlus",
+    "GradientInput",
+    "GuidedBackprop",
+    "GuidedGradCAM",
+    "InputGradients",
+    "IntegratedGradients",
+    "IntegratedGradientsExplanation",
     "Occlusion",
     "OcclusionExplanation",
     "RISE",
     "REGISTRY",
+    "Saliency",
+    "SmoothGrad",
     "get_explainer",
     "methods",
 ]

@@ -83,7 +83,9 @@ class Explainer:
           score: ``outputs -> (scores (N,), class_weights (N, K) or None)``.
 
         Returns:
-          ``(raw, scores, class_weights)``.
+          ``(raw, scores, class_weights)``, optionally followed by extra per-sample tensors,
+          which are chunked like ``raw`` and passed on to ``_assemble`` (a method returning
+          them overrides ``_assemble`` to use them).
         """
         raise NotImplementedError
 
@@ -123,10 +125,12 @@ class Explainer:
                 return scores, None
 
             def step(x, weights, auto):
-                raw, scores, used = self.explain_batch(x, lambda o: score(o, weights, auto))
+                raw, scores, used, *extra = self.explain_batch(
+                    x, lambda o: score(o, weights, auto)
+                )
                 if used is None:
                     used = weights
-                return tf.cast(raw, tf.float32), scores, used
+                return (tf.cast(raw, tf.float32), scores, used, *extra)
 
             # Wrapped in a partial so that TF's retracing detector keys on this step, not on
             # the code it shares with every other explainer's step (one trace each is normal,
@@ -172,8 +176,8 @@ class Explainer:
             parts.append([o.numpy()[: stop - start] for o in out])
             if bar is not None:
                 bar.update(len(parts))
-        raw, scores, used = (np.concatenate(p) for p in zip(*parts))
-        return self._assemble(raw, scores, used, resolved)
+        raw, scores, used, *extra = (np.concatenate(p) for p in zip(*parts))
+        return self._assemble(raw, scores, used, resolved, *extra)
 
     __call__ = explain
 
