@@ -3,14 +3,14 @@
 Perturbation methods (occlusion, RISE, ...) score a model on many masked copies of each image
 and combine the scores with the masks. Materialising every copy needs memory proportional to
 the number of masks; this engine never does. Pairs are numbered image-major
-(``k = image * M + mask``); a `tf.data` pipeline yields chunks of ``batch_size`` pair indices
-(prefetched; the last chunk is padded and flagged invalid, so nothing retraces), and one
+(``k = image * M + mask``); a `tf.data` pipeline yields chunks of at most ``batch_size`` pair
+indices (prefetched; the last chunk is padded and flagged invalid, so nothing retraces), and one
 compiled step per chunk
 
 1. renders the chunk's masks at full resolution from small per-mask parameters (a few numbers
    per mask, e.g. a patch corner or a coarse random grid),
 2. blends ``fill + keep * (image - fill)``,
-3. runs the model once on the ``batch_size`` perturbed images and scores the target,
+3. runs the model once on the chunk of perturbed images and scores the target,
 4. adds ``score * weight`` into an ``(N, H, W)`` accumulator (a scatter-add by image index).
 
 Peak memory is one chunk plus the accumulator: it does not grow with the number of masks. The
@@ -20,6 +20,7 @@ accumulator are put on that device once per run.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Callable
 
@@ -91,7 +92,16 @@ def pair_step(score: ScoreFn, render: RenderFn):
         acc = tf.tensor_scatter_nd_add(acc, image[:, None], contribution)
         return acc, scores, tf.cast(top, tf.int32)
 
-    return tf.function(step, reduce_retracing=True)
+    # A partial, so TF's retracing detector keys on this step, not on the code every
+    # explainer's step shares (one trace per explainer is normal, not "frequent retracing").
+    return tf.function(functools.partial(step), reduce_retracing=True, autograph=False)
+
+
+def chunk_size(total: int, batch_size: int) -> int:
+    """The chunk size used for ``total`` pairs: at most ``batch_size``, and as even as the
+    number of chunks allows, so the padded last chunk wastes fewer than one pair per chunk."""
+    chunks = -(-total // batch_size)
+    return -(-total // chunks)
 
 
 def pair_chunks(num_images: int, num_masks: int, batch_size: int) -> tf.data.Dataset:
@@ -137,15 +147,17 @@ def stream(
       fill: float32 ``(N, H, W, C)``, what shows where a mask's ``keep`` is 0.
       weights: float32 ``(N, K)`` class weights per image (passed to the score function).
       masks: the mask parameters.
-      batch_size: perturbed images per model call.
+      batch_size: the most perturbed images per model call (see `chunk_size`).
       keep_scores: also return every pair's score and top-1 class (``N * M`` numbers).
       verbose: 1 shows a progress bar when there are several chunks.
-      chunks: a cached `pair_chunks` dataset for these sizes (built when None).
+      chunks: a cached `pair_chunks` dataset for these sizes and the `chunk_size` (built
+        when None).
 
     Returns:
       A `StreamResult`.
     """
     n, m = len(images), masks.count
+    batch_size = chunk_size(n * m, batch_size)
     if chunks is None:
         chunks = pair_chunks(n, m, batch_size)
     count = -(-n * m // batch_size)

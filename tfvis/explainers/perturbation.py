@@ -9,13 +9,21 @@ methods work on subclassed models and on SavedModels wrapped in ``keras.layers.T
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from tfvis.engine.perturbation import MaskSet, StreamResult, pair_chunks, pair_step, stream
+from tfvis.engine.perturbation import (
+    MaskSet,
+    StreamResult,
+    chunk_size,
+    pair_chunks,
+    pair_step,
+    stream,
+)
 from tfvis.explainers.base import Explainer, _check_batch_size
 from tfvis.explanation import Explanation
 from tfvis.inputs import as_batch
@@ -97,7 +105,9 @@ class PerturbationExplainer(Explainer):
             def base(x, weights, auto):
                 return self._target_scores(fn, self.forward(x), weights, auto)
 
-            self._steps[key] = tf.function(base, reduce_retracing=True)
+            self._steps[key] = tf.function(
+                functools.partial(base), reduce_retracing=True, autograph=False
+            )
         else:
 
             def score(x, weights):
@@ -132,7 +142,7 @@ class PerturbationExplainer(Explainer):
         if key not in self._pipelines:
             if len(self._pipelines) >= _MAX_CACHED_PIPELINES:
                 self._pipelines.pop(next(iter(self._pipelines)))
-            self._pipelines[key] = pair_chunks(n, m, batch_size)
+            self._pipelines[key] = pair_chunks(n, m, chunk_size(n * m, batch_size))
         return self._pipelines[key]
 
     def explain(

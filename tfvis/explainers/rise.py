@@ -75,14 +75,20 @@ class RISE(PerturbationExplainer):
         return MaskSet((self._grids, shifts))
 
     def render(self, params, height, width):
+        # Upsampling the grid bilinearly (half-pixel centres, edges clamped) to (grid + 1) *
+        # cell pixels and cropping at the shift is one crop_and_resize of the edge-padded grid:
+        # output pixel i samples grid coordinate (shift + i + 0.5) * grid / upsampled - 0.5.
         grids, shifts = params
-        rows, cols = self.grid_size
-        cell_h = (height + rows - 1) // rows
-        cell_w = (width + cols - 1) // cols
-        up = tf.image.resize(grids[..., None], [(rows + 1) * cell_h, (cols + 1) * cell_w],
-                             method="bilinear")[..., 0]
-        up = tf.gather(up, shifts[:, :1] + tf.range(height)[None], axis=1, batch_dims=1)
-        masks = tf.gather(up, shifts[:, 1:] + tf.range(width)[None], axis=2, batch_dims=1)
+        boxes = []
+        for axis, (grid, size) in enumerate(zip(self.grid_size, (height, width))):
+            step = grid / tf.cast((grid + 1) * ((size + grid - 1) // grid), tf.float32)
+            first = (tf.cast(shifts[:, axis], tf.float32) + 0.5) * step + 0.5  # +1: padding
+            last = first + tf.cast(size - 1, tf.float32) * step
+            boxes.append((first / (grid + 1), last / (grid + 1)))
+        (y1, y2), (x1, x2) = boxes
+        padded = tf.pad(grids[..., None], [[0, 0], [1, 1], [1, 1], [0, 0]], mode="SYMMETRIC")
+        masks = tf.image.crop_and_resize(padded, tf.stack([y1, x1, y2, x2], axis=1),
+                                         tf.range(tf.shape(grids)[0]), [height, width])[..., 0]
         return masks, masks
 
     def combine(self, result, scores, masks, height, width):
