@@ -118,20 +118,27 @@ def test_symlinked_output_folder_is_refused(files, tmp_path):
     assert list(outside.iterdir()) == []
 
 
-def test_lambda_model_is_refused_and_nothing_from_it_runs(tmp_path):
+def test_lambda_model_is_refused_and_nothing_from_it_runs(tmp_path, monkeypatch):
     marker = tmp_path / "ran"
+    monkeypatch.setenv("TFVIS_TEST_MARKER", str(marker))
     inp = keras.Input((8, 8, 3))
-    x = keras.layers.Lambda(lambda t: t * 2.0)(inp)
+    # the lambda leaves a marker file whenever it runs (at load time, graph reconstruction runs it)
+    x = keras.layers.Lambda(
+        lambda t: (open(__import__("os").environ["TFVIS_TEST_MARKER"], "w").close(), t * 2.0)[1]
+    )(inp)
     x = keras.layers.Conv2D(2, 3)(x)
     model = keras.Model(inp, keras.layers.Dense(2)(keras.layers.GlobalAveragePooling2D()(x)))
     model.save(tmp_path / "lambda.keras")
+    marker.unlink()  # building the model ran it once
     save_png(tmp_path / "x.png", np.zeros((8, 8, 3), np.uint8))
     code = main(["layers", str(tmp_path / "lambda.keras")])
     assert code == 3 and not marker.exists()
     assert main(["explain", str(tmp_path / "lambda.keras"), str(tmp_path / "x.png"),
                  "--out", str(tmp_path / "o")]) == 3
     assert not (tmp_path / "o").exists()
+    assert not marker.exists()
     assert main(["layers", str(tmp_path / "lambda.keras"), "--trust-model"]) == 0
+    assert marker.exists()  # with trust the code runs, so the check above is meaningful
 
 
 def test_saved_model_needs_trust_and_supports_only_black_box_methods(files, tmp_path):
