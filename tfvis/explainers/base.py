@@ -49,6 +49,9 @@ class Explainer:
 
     name: ClassVar[str] = ""
     title: ClassVar[str] = ""
+    #: True when the method needs the model's inner layers (layer activations or ReLU gates),
+    #: so it cannot explain an opaque model such as a SavedModel.
+    needs_internals: ClassVar[bool] = False
     #: Options for a quick look (demo gallery, callbacks): cheap settings of this method.
     quick_options: ClassVar[Mapping[str, Any]] = MappingProxyType({})
 
@@ -111,31 +114,34 @@ class Explainer:
 
     def _step(self, fn: Callable | None):
         key = "classes" if fn is None else fn
-        if key not in self._steps:
+        if key in self._steps:
+            return self._steps[key]
 
-            def score(outputs, weights, auto):
-                if fn is None:
-                    return class_scores(self._select(outputs), weights, auto)
-                scores = tf.cast(fn(outputs), tf.float32)
-                if scores.shape.rank != 1:
-                    raise ValueError(
-                        "a callable target must return one score per sample, shape (N,), got "
-                        f"shape {scores.shape}; e.g. lambda out: out[:, 3]"
-                    )
-                return scores, None
-
-            def step(x, weights, auto):
-                raw, scores, used, *extra = self.explain_batch(
-                    x, lambda o: score(o, weights, auto)
+        def score(outputs, weights, auto):
+            if fn is None:
+                return class_scores(self._select(outputs), weights, auto)
+            scores = tf.cast(fn(outputs), tf.float32)
+            if scores.shape.rank != 1:
+                raise ValueError(
+                    "a callable target must return one score per sample, shape (N,), got "
+                    f"shape {scores.shape}; e.g. lambda out: out[:, 3]"
                 )
-                if used is None:
-                    used = weights
-                return (tf.cast(raw, tf.float32), scores, used, *extra)
+            return scores, None
 
-            # Wrapped in a partial so that TF's retracing detector keys on this step, not on
-            # the code it shares with every other explainer's step (one trace each is normal,
-            # not the "frequent retracing" TF would warn about after five explainers).
-            self._steps[key] = tf.function(functools.partial(step), reduce_retracing=True)
+        def step(x, weights, auto):
+            raw, scores, used, *extra = self.explain_batch(
+                x, lambda o: score(o, weights, auto)
+            )
+            if used is None:
+                used = weights
+            return (tf.cast(raw, tf.float32), scores, used, *extra)
+
+        # Wrapped in a partial so that TF's retracing detector keys on this step, not on
+        # the code it shares with every other explainer's step (one trace each is normal,
+        # not the "frequent retracing" TF would warn about after five explainers).
+        self._steps[key] = tf.function(
+            functools.partial(step), reduce_retracing=True, autograph=False
+        )
         return self._steps[key]
 
     def traces(self) -> int:

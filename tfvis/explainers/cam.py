@@ -26,6 +26,7 @@ class _CAMFamily(Explainer):
     """
 
     uses_gradients: bool = True
+    needs_internals = True
 
     def __init__(self, model, layer: Any = None, *, relu: bool = True, **kwargs) -> None:
         super().__init__(model, **kwargs)
