@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 
 import tfvis
-from tfvis.engine.perturbation import MaskSet, pair_chunks
+from tfvis.engine.perturbation import MaskSet, chunk_size, pair_chunks
 from tfvis.explainers.occlusion import gaussian_blur, patch_positions
 from conftest import gap_dense_model
 
@@ -241,9 +241,15 @@ def test_rise_batch_size_and_batch_invariance():
 def test_rise_bad_options():
     model = gap_dense_model()
     for options in ({"num_masks": 0}, {"num_masks": 2.5}, {"keep_prob": 0.0},
-                    {"keep_prob": 1.5}, {"grid_size": 0}):
+                    {"keep_prob": 1.5}, {"grid_size": 0}, {"batch_size": 0}):
         with pytest.raises(ValueError):
             tfvis.RISE(model, **options)
+    explainer = tfvis.RISE(model, num_masks=4, verbose=0)
+    for size in (0, -1, 2.0):
+        with pytest.raises(ValueError, match="batch_size"):
+            explainer(np.zeros((16, 20, 3)), batch_size=size)
+    with pytest.raises(ValueError, match="perturbs images"):
+        tfvis.RISE(keras.Sequential([keras.Input((5,)), keras.layers.Dense(2)]))(np.zeros(5))
 
 
 # -- the engine -----------------------------------------------------------------------------
@@ -288,6 +294,11 @@ def test_pair_chunks_cover_every_pair_once():
         assert len(image) == 4
     assert pairs == [(i, j) for i in range(3) for j in range(5)]
     assert MaskSet((np.zeros((5, 2)),)).count == 5
+    for total, batch in [(1568, 128), (50, 8), (7, 100), (128, 128), (129, 128)]:
+        size = chunk_size(total, batch)  # never above batch_size, same number of chunks,
+        chunks = math.ceil(total / batch)  # and less than one padded pair per chunk
+        assert size <= batch and math.ceil(total / size) == chunks
+        assert size * chunks - total < chunks
 
 
 def test_subclassed_model_matches_functional():

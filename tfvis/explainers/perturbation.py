@@ -169,7 +169,7 @@ class PerturbationExplainer(Explainer):
             )
         n, height, width = x.shape[:3]
         resolved = resolve_targets(targets, n, self._num_classes(x))
-        size = _check_batch_size(batch_size or self.batch_size)
+        size = _check_batch_size(self.batch_size if batch_size is None else batch_size)
         scores, used = self._base_scores(x, resolved, size)
         masks = self.mask_set(height, width)
         fill = np.asarray(self.fill_values(x), np.float32)
