@@ -225,6 +225,15 @@ def test_rise_saliency_formula():
     np.testing.assert_allclose(result.raw[0], expected, rtol=1e-4, atol=1e-6)
 
 
+def test_rise_explains_probabilities_by_default():
+    model = gap_dense_model()  # ends in a fused softmax
+    x = np.random.default_rng(16).random((2, 16, 20, 3)).astype("float32")
+    probabilities = tfvis.RISE(model, num_masks=8, seed=0, verbose=0)(x, targets=[1, 2])
+    np.testing.assert_allclose(probabilities.scores, model(x).numpy()[[0, 1], [1, 2]], rtol=1e-5)
+    logits = tfvis.RISE(model, num_masks=8, seed=0, logits=True, verbose=0)(x, targets=[1, 2])
+    assert not np.allclose(logits.scores, probabilities.scores)
+
+
 def test_rise_batch_size_and_batch_invariance():
     model = gap_dense_model()
     x = np.random.default_rng(7).random((3, 16, 20, 3)).astype("float32")
@@ -363,7 +372,8 @@ def test_nothing_mutated(method):
     before = digest(model)
     x = (np.random.default_rng(12).random((2, 16, 20, 3)) * 255).astype("uint8")
     copy = x.copy()
-    explainer = tfvis.get_explainer(method, model, verbose=0, **tfvis.REGISTRY[method].quick_options)
+    options = tfvis.REGISTRY[method].quick_options
+    explainer = tfvis.get_explainer(method, model, verbose=0, **options)
     result = explainer(x)
     assert np.all(np.isfinite(result.maps)) and result.maps.dtype == np.float32
     assert result.maps.min() >= 0 and result.maps.max() <= 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -96,6 +97,7 @@ class Occlusion(PerturbationExplainer):
 
     name = "occlusion"
     title = "Occlusion"
+    quick_options = MappingProxyType({"patch_size": 8, "stride": 4, "batch_size": 128})
     keep_scores = True
 
     def __init__(

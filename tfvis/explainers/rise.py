@@ -33,13 +33,17 @@ class RISE(PerturbationExplainer):
       keep_prob: probability p that a grid cell is kept.
       seed: seed of the masks. None draws fresh entropy from the operating system once;
         the value drawn is stored in ``self.seed`` so a result can be reproduced.
-      **kwargs: `Explainer` options (``output``, ``logits``, ``batch_size`` = masked images
-        per model call, ``verbose``).
+      logits: False by default, unlike gradient methods: as in the paper, the saliency is
+        the expected class *probability* given that a pixel is kept; unbounded logits let a
+        few masks dominate the average (on the demo's shapes, the pointing game drops from
+        0.75 to 0.55). True explains the pre-activation score.
+      **kwargs: `Explainer` options (``output``, ``batch_size`` = masked images per model
+        call, ``verbose``).
     """
 
     name = "rise"
     title = "RISE"
-    quick_options = MappingProxyType({"num_masks": 500, "seed": 0})
+    quick_options = MappingProxyType({"num_masks": 300, "seed": 0, "batch_size": 128})
 
     def __init__(
         self,
@@ -48,9 +52,11 @@ class RISE(PerturbationExplainer):
         grid_size: int | tuple[int, int] = 7,
         keep_prob: float = 0.5,
         seed: int | None = None,
+        *,
+        logits: bool = False,
         **kwargs: Any,
     ) -> None:
-        super().__init__(model, **kwargs)
+        super().__init__(model, logits=logits, **kwargs)
         if isinstance(num_masks, bool) or not isinstance(num_masks, (int, np.integer)) or (
             num_masks < 1
         ):
