@@ -112,25 +112,31 @@ class Explainer:
         # Flattened like the graph's outputs (dicts by sorted key), so output_index matches.
         return keras.tree.flatten(outputs)[self.output_index]
 
+    def target_scores(self, fn: Callable | None, outputs, weights, auto) -> tuple:
+        """Compiled-side scores of the targets.
+
+        Returns:
+          ``(scores (N,), class_weights)``: for class targets the ``(N, K)`` weights with
+          ``auto`` rows set to the top-1 class; for a callable target ``fn``, None.
+        """
+        if fn is None:
+            return class_scores(self._select(outputs), weights, auto)
+        scores = tf.cast(fn(outputs), tf.float32)
+        if scores.shape.rank != 1:
+            raise ValueError(
+                "a callable target must return one score per sample, shape (N,), got "
+                f"shape {scores.shape}; e.g. lambda out: out[:, 3]"
+            )
+        return scores, None
+
     def _step(self, fn: Callable | None):
         key = "classes" if fn is None else fn
         if key in self._steps:
             return self._steps[key]
 
-        def score(outputs, weights, auto):
-            if fn is None:
-                return class_scores(self._select(outputs), weights, auto)
-            scores = tf.cast(fn(outputs), tf.float32)
-            if scores.shape.rank != 1:
-                raise ValueError(
-                    "a callable target must return one score per sample, shape (N,), got "
-                    f"shape {scores.shape}; e.g. lambda out: out[:, 3]"
-                )
-            return scores, None
-
         def step(x, weights, auto):
             raw, scores, used, *extra = self.explain_batch(
-                x, lambda o: score(o, weights, auto)
+                x, lambda o: self.target_scores(fn, o, weights, auto)
             )
             if used is None:
                 used = weights

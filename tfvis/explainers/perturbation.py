@@ -27,7 +27,7 @@ from tfvis.engine.perturbation import (
 from tfvis.explainers.base import Explainer, _check_batch_size
 from tfvis.explanation import Explanation
 from tfvis.inputs import as_batch
-from tfvis.targets import Targets, TargetsLike, class_scores, resolve_targets
+from tfvis.targets import Targets, TargetsLike, resolve_targets
 
 _MAX_CACHED_PIPELINES = 8
 
@@ -80,17 +80,6 @@ class PerturbationExplainer(Explainer):
         """How many perturbed copies of each image a call scores (model calls per image)."""
         return self.mask_set(height, width).count
 
-    def _target_scores(self, fn: Callable | None, outputs, weights, auto):
-        if fn is None:
-            return class_scores(self._select(outputs), weights, auto)
-        scores = tf.cast(fn(outputs), tf.float32)
-        if scores.shape.rank != 1:
-            raise ValueError(
-                "a callable target must return one score per sample, shape (N,), got shape "
-                f"{scores.shape}; e.g. lambda out: out[:, 3]"
-            )
-        return scores, weights
-
     def _top_class(self, outputs):
         if self.output_index is None:
             return tf.zeros(tf.shape(keras.tree.flatten(outputs)[0])[:1], tf.int32)
@@ -103,7 +92,8 @@ class PerturbationExplainer(Explainer):
         if kind == "base":
 
             def base(x, weights, auto):
-                return self._target_scores(fn, self.forward(x), weights, auto)
+                scores, used = self.target_scores(fn, self.forward(x), weights, auto)
+                return scores, weights if used is None else used
 
             self._steps[key] = tf.function(
                 functools.partial(base), reduce_retracing=True, autograph=False
@@ -113,7 +103,7 @@ class PerturbationExplainer(Explainer):
             def score(x, weights):
                 outputs = self.forward(x)
                 auto = tf.zeros(tf.shape(weights)[:1], tf.bool)
-                return self._target_scores(fn, outputs, weights, auto)[0], self._top_class(outputs)
+                return self.target_scores(fn, outputs, weights, auto)[0], self._top_class(outputs)
 
             self._steps[key] = pair_step(score, self.render)
         return self._steps[key]
