@@ -71,3 +71,19 @@ def fingerprint():
         return digest.hexdigest()
 
     return snapshot
+
+
+def mixed_float16_twin():
+    """``(reference, twin)``: `gap_dense_model` in float32, and the same weights built under the
+    global ``mixed_float16`` policy (restored afterwards, also on error)."""
+    reference = gap_dense_model()
+    policy = keras.config.dtype_policy()
+    try:
+        keras.config.set_dtype_policy("mixed_float16")
+        model = gap_dense_model()
+    finally:
+        keras.config.set_dtype_policy(policy)
+    assert keras.config.dtype_policy().name == policy.name
+    model.set_weights(reference.get_weights())
+    assert model.get_layer("c2").compute_dtype == "float16"
+    return reference, model

@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import gap_dense_model, seeded
+from conftest import gap_dense_model, mixed_float16_twin, seeded
 
 import tfvis
 from tfvis.surgery import run_graph
@@ -266,17 +266,8 @@ def test_dict_outputs_select_the_named_output(images):
 
 
 def test_mixed_float16_gives_finite_float32_maps(images):
-    reference = gap_dense_model()
-    policy = keras.config.dtype_policy()
-    try:
-        keras.config.set_dtype_policy("mixed_float16")
-        model = gap_dense_model()
-        model.set_weights(reference.get_weights())
-        assert model.get_layer("c2").compute_dtype == "float16"
-        results = {cls.name: cls(model, verbose=0).explain(images, 1) for cls in CAM_FAMILY}
-    finally:
-        keras.config.set_dtype_policy(policy)
-    assert keras.config.dtype_policy().name == policy.name
+    reference, model = mixed_float16_twin()
+    results = {cls.name: cls(model, verbose=0).explain(images, 1) for cls in CAM_FAMILY}
     for cls in CAM_FAMILY:
         e = results[cls.name]
         assert e.maps.dtype == np.float32 and e.raw.dtype == np.float32

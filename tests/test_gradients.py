@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import gap_dense_model, seeded
+from conftest import gap_dense_model, mixed_float16_twin, seeded
 
 import tfvis
 from tfvis.surgery import run_graph
@@ -237,18 +237,9 @@ def test_mixed_float16_gates_compute_in_float16(images):
             y = gate(keras.activations.relu, rule)(x)
         grad = tape.gradient(y, x, output_gradients=tf.constant([1.0, -1.0, 1.0], tf.float16))
         assert y.dtype == grad.dtype == tf.float16
-    reference = gap_dense_model()
-    policy = keras.config.dtype_policy()
-    try:
-        keras.config.set_dtype_policy("mixed_float16")
-        model = gap_dense_model()
-        model.set_weights(reference.get_weights())
-        assert model.get_layer("c2").compute_dtype == "float16"
-        results = {cls: cls(model, verbose=0).explain(images, 1)
-                   for cls in (tfvis.Saliency, tfvis.GuidedBackprop, tfvis.SmoothGrad)}
-    finally:
-        keras.config.set_dtype_policy(policy)
-    assert keras.config.dtype_policy().name == policy.name
+    reference, model = mixed_float16_twin()
+    results = {cls: cls(model, verbose=0).explain(images, 1)
+               for cls in (tfvis.Saliency, tfvis.GuidedBackprop, tfvis.SmoothGrad)}
     for cls, e in results.items():
         assert e.raw.dtype == np.float32 and np.all(np.isfinite(e.raw))
         full = cls(reference, verbose=0).explain(images, 1)
