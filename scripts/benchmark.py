@@ -24,9 +24,10 @@ SmoothGrad n=50 (``--samples``; quick 4), noise 0.15; Integrated Gradients 50 st
 Perturbation methods run 32 (ResNet50) or 128 (small CNN) perturbed images per model call,
 gradient methods the whole batch at once. Quick mode: 2 / 8 images, 2 rounds.
 
-Timing on a shared machine swings several-fold within seconds, so each round runs the floors
-and every contender once, in turn (round-robin), ratios are taken within a round, and the
-tables quote medians over rounds. The first call (tracing included) is reported apart.
+Timing on a shared machine swings several-fold within seconds, so each round runs every
+contender once, in turn (round-robin), each back to back with its floor (the floor's own work,
+as long as the contender's run; alternating which goes first); ratios are taken within the
+pair and the tables quote medians over rounds. The first call (tracing included) is reported apart.
 ``--memory`` measures each contender's peak memory in a fresh process (allocator pools are
 shared within a process, so in-process numbers would depend on the order of the contenders):
 the peak RSS above the RSS before its first call, during the first call (tracing included) and
@@ -111,7 +112,7 @@ class PeakMemory:
             self.running = False
             self.thread.join()
             peak = max(self.peak, rss())
-        self.mib = (peak - self.start) / 2**20
+        self.mib = max(0.0, (peak - self.start) / 2**20)  # RSS can fall below the baseline
         return False
 
 
@@ -184,7 +185,7 @@ class Floors:
         self._forward = tf.function(lambda t: model(t, training=False), autograph=False)
         self._to_input = tf.function(self._grad_input, autograph=False)
         self._to_layer: dict[str, Callable] = {}
-        self.reps = {}
+        self.warm: set[str] = set()
 
     def _grad_input(self, t):
         with tf.GradientTape() as tape:
@@ -220,26 +221,26 @@ class Floors:
                             if isinstance(getattr(explainer, a, None), int)), 1)
         return "input", evaluations
 
-    def measure(self, kind: str) -> float:
-        """Seconds of one floor unit (several repetitions when short, averaged)."""
+    def measure(self, kind: str, multiplier: float) -> float:
+        """Seconds of the floor work itself (``multiplier`` units of ``kind``), so that it runs
+        as long as the contender it is compared with: a short burst after idling gets a larger
+        CPU share on a busy machine than a long run, which would bias short floors low."""
         if kind == "forward_per_input":
             fn, arg = self._forward, self.perturbed
-        elif kind == "forward":
-            fn, arg = self._forward, self.x
-        elif kind == "input":
-            fn, arg = self._to_input, self.x
+            calls = max(1, round(multiplier / self.work.batch))
+            scale = multiplier / (calls * self.work.batch)
         else:
-            fn, arg = self._grad_layer_fn(kind.split(":", 1)[1]), self.x
-        if kind not in self.reps:  # warm up (trace) and calibrate to ~0.3 s per measurement
+            fn = self._forward if kind == "forward" else self._to_input if kind == "input" \
+                else self._grad_layer_fn(kind.split(":", 1)[1])
+            arg, calls, scale = self.x, max(1, round(multiplier)), multiplier / max(1, round(
+                multiplier))
+        if kind not in self.warm:  # trace outside the measurement
             force(fn(arg))
-            start = time.perf_counter()
-            force(fn(arg))
-            self.reps[kind] = max(1, int(0.3 / max(time.perf_counter() - start, 1e-4)))
+            self.warm.add(kind)
         start = time.perf_counter()
-        for _ in range(self.reps[kind]):
+        for _ in range(calls):
             force(fn(arg))
-        seconds = (time.perf_counter() - start) / self.reps[kind]
-        return seconds / self.work.batch if kind == "forward_per_input" else seconds
+        return (time.perf_counter() - start) * scale
 
 
 # -- contenders -----------------------------------------------------------------------------
@@ -291,17 +292,17 @@ def run_rounds(work: Workload, floors: Floors, contenders: list[Contender], roun
             contender.error = f"{type(error).__name__}: {str(error)[:200]}"
             print(f"  {contender.library} {contender.method} failed: {contender.error}")
     alive = [c for c in contenders if not c.error]
-    kinds = sorted({c.floor[0] for c in alive})
     for r in range(rounds):
         shift = r % max(len(alive), 1)
-        order = alive[shift:] + alive[:shift]
-        unit = {kind: floors.measure(kind) for kind in kinds}
-        for contender in order:
-            contender.times.append(timed(contender.run))
-        late = {kind: floors.measure(kind) for kind in kinds}  # the floor again, after
-        for contender in order:  # ratio to the mean of the floors around the round
-            kind, multiplier = contender.floor
-            floor = (unit[kind] + late[kind]) / 2 * multiplier
+        for contender in alive[shift:] + alive[:shift]:
+            # The contender and its floor back to back, in alternating order.
+            first, second = (contender.run, None) if r % 2 else (None, contender.run)
+            floor = 0.0
+            for run in (first, second):
+                if run is None:
+                    floor = floors.measure(*contender.floor)
+                else:
+                    contender.times.append(timed(run))
             contender.ratios.append(contender.times[-1] / floor)
         print(f"  round {r + 1}/{rounds} done")
 
