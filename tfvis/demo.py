@@ -72,7 +72,7 @@ def run_demo(
     out: str | Path = "tfvis-demo",
     *,
     n_train: int = 1200,
-    n_eval: int = 64,
+    n_eval: int = 32,
     n_show: int = 8,
     epochs: int = 5,
     size: int = 64,
