@@ -19,7 +19,7 @@ import numpy as np
 from tfvis.datasets import CLASSES, ShapesData, pointing_game, shapes
 from tfvis.explainers import REGISTRY
 from tfvis.gallery import Gallery
-from tfvis.plotting.images import overlay, to_uint8_rgb
+from tfvis.plotting.images import normalize, overlay, to_uint8_rgb
 
 
 def build_model(input_shape=(64, 64, 3), classes: int = len(CLASSES), seed: int = 0) -> keras.Model:
@@ -146,7 +146,10 @@ def run_demo(
                   f"true {test.names[test.labels[i]]}, predicted {test.names[pred]} "
                   f"({probs[i, pred]:.2f})")]
         for name, (result, hits) in overlays.items():
-            cells.append((overlay(image, result.maps[i]), "hit" if hits[i] else "miss"))
+            heat = result.maps[i]
+            if result.raw.ndim == 4:  # sparse pixel-space gradients: clip the hottest 1 %
+                heat = normalize(heat, clip_percentile=99)
+            cells.append((overlay(image, heat), "hit" if hits[i] else "miss"))
         gallery.add_row(f"#{i}", cells)
     index = gallery.write(out)
     seconds["total"] = time.perf_counter() - t0
