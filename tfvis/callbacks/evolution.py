@@ -15,8 +15,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfvis.callbacks.logger import _positive, take_probe
+from tfvis.callbacks.logger import take_probe
 from tfvis.callbacks.writers import Writers
+from tfvis.checks import positive_int
 from tfvis.inputs import input_shape
 from tfvis.plotting.images import colorize, normalize, tile, to_uint8_rgb
 from tfvis.surgery import layer_table, resolve_layer, run_graph
@@ -84,11 +85,11 @@ class FeatureEvolution(keras.callbacks.Callback):
         super().__init__()
         self.images = images
         self.layer_specs = None if layers is None else list(layers)
-        self.every_n_epochs = _positive("every_n_epochs", every_n_epochs)
-        self.max_filters = _positive("max_filters", max_filters)
-        self.window = _positive("window", window, allow_none=True)
+        self.every_n_epochs = positive_int("every_n_epochs", every_n_epochs)
+        self.max_filters = positive_int("max_filters", max_filters)
+        self.window = positive_int("window", window, allow_none=True)
         self.kernels = bool(kernels)
-        self.max_images = _positive("max_images", max_images)
+        self.max_images = positive_int("max_images", max_images)
         self.writers = Writers(log_dir, png_dir, npz_dir)
         self.paths: list[str] = []
         self._fn = None

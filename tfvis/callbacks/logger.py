@@ -10,16 +10,9 @@ import numpy as np
 import tensorflow as tf
 
 from tfvis.callbacks.writers import Writers
+from tfvis.checks import positive_int
 from tfvis.explainers import Explainer, get_explainer
 from tfvis.inputs import as_batch, input_shape
-
-
-def _positive(name: str, value: Any, allow_none: bool = False) -> int | None:
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return int(value)
 
 
 def take_probe(images: Any, labels: Any, count: int, shape: tuple) -> tuple[np.ndarray, Any]:
@@ -95,9 +88,9 @@ class ExplanationLogger(keras.callbacks.Callback):
         self.images = images
         self.targets = targets
         self.labels = labels
-        self.every_n_epochs = _positive("every_n_epochs", every_n_epochs)
-        self.every_n_batches = _positive("every_n_batches", every_n_batches, allow_none=True)
-        self.max_images = _positive("max_images", max_images)
+        self.every_n_epochs = positive_int("every_n_epochs", every_n_epochs)
+        self.every_n_batches = positive_int("every_n_batches", every_n_batches, allow_none=True)
+        self.max_images = positive_int("max_images", max_images)
         self.options = dict(options or {})
         self.alpha, self.cmap = alpha, cmap
         self.writers = Writers(log_dir, png_dir, npz_dir)

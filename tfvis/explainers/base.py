@@ -17,6 +17,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfvis.checks import positive_int
 from tfvis.explanation import Explanation
 from tfvis.inputs import as_batch, input_shape
 from tfvis.plotting.images import normalize
@@ -27,9 +28,7 @@ ScoreFn = Callable[[Any], tuple]
 
 
 def _check_batch_size(batch_size: Any) -> int:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-    return int(batch_size)
+    return positive_int("batch_size", batch_size)
 
 
 class Explainer:

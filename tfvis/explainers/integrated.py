@@ -10,6 +10,7 @@ from typing import Any, Callable, Union
 import numpy as np
 import tensorflow as tf
 
+from tfvis.checks import positive_int
 from tfvis.explainers.gradients import InputGradients
 from tfvis.explainers.sampling import stacked, stream, unstacked
 from tfvis.explanation import Explanation
@@ -96,8 +97,7 @@ class IntegratedGradients(InputGradients):
         **kwargs: Any,
     ) -> None:
         super().__init__(model, **kwargs)
-        if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
-            raise ValueError(f"steps must be a positive int, got {steps!r}")
+        steps = positive_int("steps", steps)
         if method not in METHODS:
             raise ValueError(f"unknown method {method!r}; choose one of {METHODS}")
         self.steps = int(steps)

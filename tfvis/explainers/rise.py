@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from tfvis.checks import positive_int
 from tfvis.engine.perturbation import MaskSet
 from tfvis.explainers.perturbation import PerturbationExplainer, as_pair
 
@@ -57,10 +58,7 @@ class RISE(PerturbationExplainer):
         **kwargs: Any,
     ) -> None:
         super().__init__(model, logits=logits, **kwargs)
-        if isinstance(num_masks, bool) or not isinstance(num_masks, (int, np.integer)) or (
-            num_masks < 1
-        ):
-            raise ValueError(f"num_masks must be a positive int, got {num_masks!r}")
+        num_masks = positive_int("num_masks", num_masks)
         if not 0.0 < float(keep_prob) <= 1.0:
             raise ValueError(f"keep_prob must be in (0, 1], got {keep_prob!r}")
         self.num_masks = int(num_masks)

@@ -10,6 +10,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfvis.checks import positive_int
 from tfvis.explainers.base import Explainer
 from tfvis.explainers.gradients import InputGradients, Saliency
 from tfvis.explainers.sampling import stacked, stream, unstacked
@@ -75,9 +76,7 @@ class SmoothGrad(Explainer):
             batch_size=kwargs.get("batch_size", inner.batch_size),
             verbose=kwargs.get("verbose", inner.verbose),
         )
-        if isinstance(num_samples, bool) or not isinstance(num_samples, (int, np.integer)) \
-                or num_samples < 1:
-            raise ValueError(f"num_samples must be a positive int, got {num_samples!r}")
+        num_samples = positive_int("num_samples", num_samples)
         if not np.isfinite(noise) or noise < 0:
             raise ValueError(f"noise must be a non-negative fraction of the range, got {noise!r}")
         if statistic not in STATISTICS:
