@@ -44,6 +44,12 @@ def test_get_explainer(model, images):
         explainer.explain(images, 1).raw,
         tfvis.GradCAM(model, layer="c1", verbose=0).explain(images, 1).raw,
     )
+    for spelling, cls in (("Grad-CAM++", tfvis.GradCAMPlusPlus), ("gradcam_pp", tfvis.GradCAMPlusPlus),
+                          ("Integrated Gradients", tfvis.IntegratedGradients),
+                          ("Gradient x Input", tfvis.GradientInput), ("RISE", tfvis.RISE)):
+        assert type(tfvis.get_explainer(spelling, model, verbose=0)) is cls  # titles work too
+    for cls in REGISTRY.values():  # no two methods share a spelling
+        assert type(tfvis.get_explainer(cls.title, model, verbose=0)) is cls
     with pytest.raises(ValueError, match=r"unknown method 'gradcma'\. Did you mean 'gradcam'"):
         tfvis.get_explainer("gradcma", model)
     with pytest.raises(ValueError, match="Available: cam, gradcam"):
@@ -230,3 +236,26 @@ def test_one_trace_per_explainer_is_not_reported_as_retracing(model, images, cap
         explainer.explain(images[:2])
         assert explainer.traces() == 1
     assert "retracing" not in caplog.text
+
+
+@pytest.mark.parametrize("cls", [tfvis.GradCAM, tfvis.RISE])
+def test_fresh_callable_targets_keep_a_bounded_number_of_steps(cls, model, images):
+    from tfvis.explainers.base import MAX_CALLABLE_STEPS
+
+    options = {"num_masks": 4, "seed": 0} if cls is tfvis.RISE else {}
+    explainer = cls(model, verbose=0, **options)
+    steps = 2 if cls is tfvis.RISE else 1  # compiled steps per target kind
+    reused = lambda out: out[:, 1]  # noqa: E731
+    first = explainer.explain(images, reused).raw
+    with pytest.warns(UserWarning, match="define the target function once") as caught:
+        for k in range(MAX_CALLABLE_STEPS + 3):  # a fresh function object each call
+            explainer.explain(images, lambda out, k=k: out[:, k % 2])
+    assert len(caught) == 1  # warned once, not on every call
+    # Only the most recent callables keep their steps (each traced once), so the reused
+    # function was evicted and compiles again, with the same result.
+    assert explainer.traces() == MAX_CALLABLE_STEPS * steps
+    np.testing.assert_allclose(explainer.explain(images, reused).raw, first, rtol=1e-6)
+    assert explainer.traces() == MAX_CALLABLE_STEPS * steps  # it replaced the oldest
+    before = explainer.traces()
+    explainer.explain(images, reused)  # a kept callable: no new trace
+    assert explainer.traces() == before

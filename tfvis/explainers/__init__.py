@@ -49,23 +49,31 @@ def methods() -> list[str]:
     return list(REGISTRY)
 
 
+def _spelling(name: str) -> str:
+    # "Grad-CAM++", "gradcam_pp" and "GradCAMPP" all read "gradcampp".
+    return "".join(c for c in str(name).lower().replace("+", "p") if c.isalnum())
+
+
 def get_explainer(name: str, model: Any, **options: Any) -> Explainer:
     """Builds the explainer registered as ``name`` for ``model``.
 
     Args:
-      name: a registry name from `methods()` (case-insensitive; ``-`` and ``_`` alike).
+      name: a registry name from `methods()` or a method's title (``"Grad-CAM++"``); case,
+        spaces, ``-`` and ``_`` are ignored.
       model: the Keras model to explain.
       **options: constructor options of that method (``layer=``, ``output=``, ...).
 
     Raises:
       ValueError: unknown name, with close matches.
     """
-    key = str(name).lower().replace("-", "_")
-    if key not in REGISTRY:
+    spellings = {_spelling(s): c for c in _EXPLAINERS for s in (c.name, c.title)}
+    cls = spellings.get(_spelling(name))
+    if cls is None:
+        key = str(name).lower().replace("-", "_").replace(" ", "_")
         close = difflib.get_close_matches(key, list(REGISTRY), n=3, cutoff=0.4)
         hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
         raise ValueError(f"unknown method {name!r}.{hint} Available: {', '.join(REGISTRY)}")
-    return REGISTRY[key](model, **options)
+    return cls(model, **options)
 
 
 __all__ = [

@@ -10,6 +10,7 @@ and normalising the `Explanation`.
 from __future__ import annotations
 
 import functools
+import warnings
 from types import MappingProxyType
 from typing import Any, Callable, ClassVar, Mapping
 
@@ -25,6 +26,9 @@ from tfvis.surgery import graph_of, logits_replacements, resolve_output, run_gra
 from tfvis.targets import Targets, TargetsLike, class_scores, resolve_targets
 
 ScoreFn = Callable[[Any], tuple]
+
+#: Compiled steps kept for callable targets (each function object compiles its own step).
+MAX_CALLABLE_STEPS = 8
 
 
 def _check_batch_size(batch_size: Any) -> int:
@@ -73,7 +77,9 @@ class Explainer:
         self.batch_size = _check_batch_size(batch_size)
         self.verbose = verbose
         self.layer: str | None = None
-        self._steps: dict[Any, Any] = {}
+        self._steps: dict[tuple, Any] = {}  # (kind, target fn or None) -> tf.function
+        self._callables: list[Callable] = []  # target functions with steps, least recent first
+        self._warned_callables = False
 
     # -- what subclasses write -------------------------------------------------------------
 
@@ -128,11 +134,35 @@ class Explainer:
             )
         return scores, None
 
-    def _step(self, fn: Callable | None):
-        key = "classes" if fn is None else fn
-        if key in self._steps:
-            return self._steps[key]
+    def _cached_step(self, kind: str, fn: Callable | None, make: Callable[[], Any]):
+        """The compiled step ``kind`` for target function ``fn``, made by ``make()`` once.
 
+        Steps are per target *kind*: one for class targets (``fn`` None), one per callable.
+        Only the `MAX_CALLABLE_STEPS` most recently used callables keep theirs, so a loop
+        that passes a fresh lambda each call cannot grow memory without bound (it warns once
+        instead: every new function object pays a compilation).
+        """
+        key = (kind, fn)
+        if key not in self._steps:
+            self._steps[key] = make()
+        if fn is not None:
+            self._callables = [f for f in self._callables if f is not fn] + [fn]
+            if len(self._callables) > MAX_CALLABLE_STEPS:
+                old = self._callables.pop(0)
+                for stale in [k for k in self._steps if k[1] is old]:
+                    del self._steps[stale]
+                if not self._warned_callables:
+                    self._warned_callables = True
+                    warnings.warn(
+                        f"{self.title}: more than {MAX_CALLABLE_STEPS} different callable "
+                        "targets were used, and each new function object compiles a new "
+                        "step; define the target function once and pass the same object "
+                        "each call",
+                        stacklevel=4,
+                    )
+        return self._steps[key]
+
+    def _step(self, fn: Callable | None):
         def step(x, weights, auto):
             raw, scores, used, *extra = self.explain_batch(
                 x, lambda o: self.target_scores(fn, o, weights, auto)
@@ -144,10 +174,10 @@ class Explainer:
         # Wrapped in a partial so that TF's retracing detector keys on this step, not on
         # the code it shares with every other explainer's step (one trace each is normal,
         # not the "frequent retracing" TF would warn about after five explainers).
-        self._steps[key] = tf.function(
-            functools.partial(step), reduce_retracing=True, autograph=False
+        return self._cached_step(
+            "explain", fn,
+            lambda: tf.function(functools.partial(step), reduce_retracing=True, autograph=False),
         )
-        return self._steps[key]
 
     def traces(self) -> int:
         """How many times this explainer's compiled steps were traced (for diagnostics)."""

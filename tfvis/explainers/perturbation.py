@@ -86,27 +86,21 @@ class PerturbationExplainer(Explainer):
         return tf.argmax(self._select(outputs), axis=-1, output_type=tf.int32)
 
     def _compiled(self, kind: str, fn: Callable | None):
-        key = (kind, "classes" if fn is None else fn)
-        if key in self._steps:
-            return self._steps[key]
         if kind == "base":
 
             def base(x, weights, auto):
                 scores, used = self.target_scores(fn, self.forward(x), weights, auto)
                 return scores, weights if used is None else used
 
-            self._steps[key] = tf.function(
-                functools.partial(base), reduce_retracing=True, autograph=False
-            )
-        else:
+            return self._cached_step(kind, fn, lambda: tf.function(
+                functools.partial(base), reduce_retracing=True, autograph=False))
 
-            def score(x, weights):
-                outputs = self.forward(x)
-                auto = tf.zeros(tf.shape(weights)[:1], tf.bool)
-                return self.target_scores(fn, outputs, weights, auto)[0], self._top_class(outputs)
+        def score(x, weights):
+            outputs = self.forward(x)
+            auto = tf.zeros(tf.shape(weights)[:1], tf.bool)
+            return self.target_scores(fn, outputs, weights, auto)[0], self._top_class(outputs)
 
-            self._steps[key] = pair_step(score, self.render)
-        return self._steps[key]
+        return self._cached_step(kind, fn, lambda: pair_step(score, self.render))
 
     def _base_scores(self, x: np.ndarray, resolved: Targets, batch_size: int):
         """Scores of the unperturbed images, and the class weights with top-1 resolved."""
