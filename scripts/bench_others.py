@@ -127,22 +127,27 @@ LIBRARIES = {"xplique": _xplique, "tf-keras-vis": _tf_keras_vis, "tf-explain": _
 MODULES = {"xplique": "xplique", "tf-keras-vis": "tf_keras_vis", "tf-explain": "tf_explain"}
 
 
-def other_contenders(work, floors, contender_cls, force) -> list:
+def other_contenders(work, floors, contender_cls, force, methods, libraries=None) -> list:
     """Contenders of every importable library for ``work``; prints why others are skipped.
 
     An adapter maps a tfvis method name to ``(build, floor kind, floor multiplier)`` where
-    ``build()`` makes the library's explainer (untimed) and returns the timed call.
+    ``build()`` makes the library's explainer (untimed) and returns the timed call. Only
+    ``methods`` are built, of ``libraries`` (names; None: all).
     """
     layer = tfvis.GradCAM(work.model).layer
     made = []
     for library, adapter in LIBRARIES.items():
+        if libraries is not None and library not in libraries:
+            continue
         try:
             importlib.import_module(MODULES[library])
-            methods = adapter(work, layer)
+            adapted = adapter(work, layer)
         except Exception as error:  # noqa: BLE001 - any failure skips the library
             print(f"  skip {library}: {type(error).__name__}: {str(error)[:200]}")
             continue
-        for name, (build, kind, multiplier) in methods.items():
+        for name, (build, kind, multiplier) in adapted.items():
+            if name not in methods:
+                continue
             try:
                 run = build()
             except Exception as error:  # noqa: BLE001 - any failure skips the method

@@ -30,8 +30,11 @@ as long as the contender's run; alternating which goes first); ratios are taken 
 pair and the tables quote medians over rounds. The first call (tracing included) is reported apart.
 ``--memory`` measures each contender's peak memory in a fresh process (allocator pools are
 shared within a process, so in-process numbers would depend on the order of the contenders):
-the peak RSS above the RSS before its first call, during the first call (tracing included) and
-during the next, sampled every 2 ms (on a GPU: the peak of TensorFlow's allocator). It also
+every process builds the model and runs one eager forward of the batch (the allocator keeps
+that memory, for every library alike), then reads its baseline; the peak RSS above it while
+building the explainer and during the first call (tracing included) and the next, sampled
+every 2 ms (on a GPU: the peak of TensorFlow's allocator), is reported. ``--memory-only``
+measures just that and writes it into an existing ``--out`` report. ``--memory`` also
 checks that RISE's peak memory with N=4000 masks stays within 1.3x of N=500 (one 64x64 image,
 the same batch size, medians of 3 processes each); the script exits 1 when not.
 """
@@ -274,13 +277,16 @@ def tfvis_contenders(work: Workload, floors: Floors, methods: list[str]) -> list
     return made
 
 
-def contenders_for(work: Workload, floors: Floors, methods: list[str], others: bool):
-    made = tfvis_contenders(work, floors, methods)
+def contenders_for(work: Workload, floors: Floors, methods: list[str], others: bool,
+                   libraries: set[str] | None = None):
+    """tfvis's contenders for ``methods`` and, with ``others``, the other libraries' (only
+    ``libraries`` when given, "tfvis" included)."""
+    made = [] if libraries and "tfvis" not in libraries else tfvis_contenders(work, floors, methods)
     if others:
         sys.path.insert(0, str(Path(__file__).resolve().parent))
         from bench_others import other_contenders
 
-        made += [c for c in other_contenders(work, floors, Contender, force) if c.method in methods]
+        made += other_contenders(work, floors, Contender, force, methods, libraries)
     return made
 
 
@@ -323,10 +329,11 @@ def measure_memory(work: Workload, contenders: list[Contender], argv: list[str])
         c.memory = (peaks["first_mib"], peaks["next_mib"])
 
 
-def two_calls(run: Callable[[], Any]) -> dict[str, float]:
+def two_calls(run: Callable[[], Any], baseline: int | None = None) -> dict[str, float]:
     """Peak MiB of a first call (tracing included) and of the next one (steady state), both
-    above the memory in use before the first call."""
-    peaks, baseline = {}, memory_now()
+    above ``baseline`` (default: the memory in use before the first call)."""
+    peaks = {}
+    baseline = memory_now() if baseline is None else baseline
     for key in ("first_mib", "next_mib"):
         with PeakMemory(baseline) as memory:
             seconds = timed(run)
@@ -335,14 +342,36 @@ def two_calls(run: Callable[[], Any]) -> dict[str, float]:
 
 
 def child(args) -> None:
-    """In a fresh process: the peak memory of one contender, printed as JSON."""
+    """In a fresh process: the peak memory of one contender, printed as JSON.
+
+    Every library starts from the same state: the model built and one eager forward of the
+    batch done (the other libraries' adapters run such a forward to get labels, and the
+    allocator keeps that memory), then the baseline is read, so the peak includes building
+    the explainer (e.g. a model clone) and both calls, and nothing of other contenders.
+    """
     name, library, method = args.child
     args.workloads = [name]
     work = workloads(args)[0]
+    force(work.model(work.images, training=False))
     floors = Floors(work)
-    found = [c for c in contenders_for(work, floors, [method], library != "tfvis")
-             if c.library == library]
-    print(json.dumps(two_calls(found[0].run)))
+    baseline = memory_now()
+    found = contenders_for(work, floors, [method], library != "tfvis", {library})
+    print(json.dumps(two_calls(found[0].run, baseline)))
+
+
+def merge_memory(text: str, work: Workload, contenders: list[Contender]) -> str:
+    """``text`` (a report from an earlier run) with the peak-memory cells of ``work``'s
+    table replaced by these contenders' measurements (``--memory-only``)."""
+    measured = {(c.method, c.library): c.memory for c in contenders if c.memory}
+    lines, inside = text.splitlines(), False
+    for i, line in enumerate(lines):
+        if line.startswith("### "):
+            inside = line.startswith(f"### {work.name}:")
+        cells = line.split("|")
+        if inside and len(cells) > 3 and (cells[1].strip(), cells[2].strip()) in measured:
+            cells[-2] = " %.0f / %.0f " % measured[(cells[1].strip(), cells[2].strip())]
+            lines[i] = "|".join(cells)
+    return "\n".join(lines) + "\n"
 
 
 # -- reporting ------------------------------------------------------------------------------
@@ -411,6 +440,14 @@ def memory_check(repeats: int = 3) -> tuple[bool, str]:
     return passed, "\n".join(lines) + "\n"
 
 
+def memory_settings(args) -> list[str]:
+    """The command-line settings a memory child needs to rebuild the same workload."""
+    settings = ["--quick"] if args.quick else []
+    for flag, value in (("--rise-masks", args.rise_masks), ("--samples", args.samples)):
+        settings += [flag, str(value)] if value else []
+    return settings
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small settings (minutes)")
@@ -425,6 +462,9 @@ def main(argv=None) -> int:
     parser.add_argument("--memory", action="store_true",
                         help="peak memory of every contender (fresh processes) and the RISE "
                              "N=4000 vs N=500 check")
+    parser.add_argument("--memory-only", action="store_true",
+                        help="measure peak memory only and write it into the tables of the "
+                             "existing --out report (no timing)")
     parser.add_argument("--out", type=Path, default=None, help="write the tables to this .md")
     parser.add_argument("--memory-child", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--child", nargs=3, default=None, help=argparse.SUPPRESS)
@@ -442,6 +482,17 @@ def main(argv=None) -> int:
         raise SystemExit(f"unknown methods {sorted(unknown)}; available: {tfvis.methods()}")
     print(f"tfvis {tfvis.__version__}, TensorFlow {tf.__version__}, Keras {keras.__version__}, "
           f"{'GPU' if GPU else f'CPU ({os.cpu_count()} cores)'}; {rounds} rounds")
+    if args.memory_only:
+        if args.out is None or not args.out.exists():
+            raise SystemExit("--memory-only updates an existing report: give --out <file.md>")
+        text = args.out.read_text()
+        for work in workloads(args):
+            contenders = contenders_for(work, Floors(work), methods, args.others)
+            measure_memory(work, contenders, memory_settings(args))
+            text = merge_memory(text, work, contenders)
+        args.out.write_text(text)
+        print(text)
+        return 0
     sections = []
     for work in workloads(args):
         print(f"workload {work.name} ...")
@@ -449,10 +500,7 @@ def main(argv=None) -> int:
         contenders = contenders_for(work, floors, methods, args.others)
         run_rounds(work, floors, contenders, rounds)
         if args.memory:
-            settings = ["--quick"] if args.quick else []
-            for flag, value in (("--rise-masks", args.rise_masks), ("--samples", args.samples)):
-                settings += [flag, str(value)] if value else []
-            measure_memory(work, contenders, settings)
+            measure_memory(work, contenders, memory_settings(args))
         sections.append(table(work, contenders))
         print(sections[-1])
     passed = True
