@@ -34,7 +34,8 @@ every process builds the model and runs one eager forward of the batch (the allo
 that memory, for every library alike), then reads its baseline; the peak RSS above it while
 building the explainer and during the first call (tracing included) and the next, sampled
 every 2 ms (on a GPU: the peak of TensorFlow's allocator), is reported. ``--memory-only``
-measures just that and writes it into an existing ``--out`` report. ``--memory`` also
+measures just that and writes it into an existing ``--out`` report (``--merge`` likewise
+replaces only the rows of the contenders measured, e.g. after changing one method). ``--memory`` also
 checks that RISE's peak memory with N=4000 masks stays within 1.3x of N=500 (one 64x64 image,
 the same batch size, medians of 3 processes each); the script exits 1 when not.
 """
@@ -359,19 +360,32 @@ def child(args) -> None:
     print(json.dumps(two_calls(found[0].run, baseline)))
 
 
-def merge_memory(text: str, work: Workload, contenders: list[Contender]) -> str:
-    """``text`` (a report from an earlier run) with the peak-memory cells of ``work``'s
-    table replaced by these contenders' measurements (``--memory-only``)."""
-    measured = {(c.method, c.library): c.memory for c in contenders if c.memory}
+def merge_rows(text: str, section: str, rows: dict[tuple[str, str], str]) -> str:
+    """``text`` (an earlier report) with the table rows of ``section`` (a workload's table,
+    ``### name: ...``) whose (method, library) is in ``rows`` replaced by those lines."""
     lines, inside = text.splitlines(), False
     for i, line in enumerate(lines):
         if line.startswith("### "):
-            inside = line.startswith(f"### {work.name}:")
+            inside = line.startswith(f"### {section}:")
         cells = line.split("|")
-        if inside and len(cells) > 3 and (cells[1].strip(), cells[2].strip()) in measured:
-            cells[-2] = " %.0f / %.0f " % measured[(cells[1].strip(), cells[2].strip())]
-            lines[i] = "|".join(cells)
+        if inside and len(cells) > 3 and (cells[1].strip(), cells[2].strip()) in rows:
+            lines[i] = rows[(cells[1].strip(), cells[2].strip())]
     return "\n".join(lines) + "\n"
+
+
+def memory_rows(text: str, section: str, contenders: list[Contender]) -> dict:
+    """``section``'s rows of ``text`` with the peak-memory cell replaced by measurements."""
+    measured = {(c.method, c.library): c.memory for c in contenders if c.memory}
+    rows, inside = {}, False
+    for line in text.splitlines():
+        if line.startswith("### "):
+            inside = line.startswith(f"### {section}:")
+        cells = line.split("|")
+        key = (cells[1].strip(), cells[2].strip()) if len(cells) > 3 else None
+        if inside and key in measured:
+            cells[-2] = " %.0f / %.0f " % measured[key]
+            rows[key] = "|".join(cells)
+    return rows
 
 
 # -- reporting ------------------------------------------------------------------------------
@@ -465,6 +479,8 @@ def main(argv=None) -> int:
     parser.add_argument("--memory-only", action="store_true",
                         help="measure peak memory only and write it into the tables of the "
                              "existing --out report (no timing)")
+    parser.add_argument("--merge", action="store_true",
+                        help="replace only the measured rows in the existing --out report")
     parser.add_argument("--out", type=Path, default=None, help="write the tables to this .md")
     parser.add_argument("--memory-child", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--child", nargs=3, default=None, help=argparse.SUPPRESS)
@@ -482,14 +498,14 @@ def main(argv=None) -> int:
         raise SystemExit(f"unknown methods {sorted(unknown)}; available: {tfvis.methods()}")
     print(f"tfvis {tfvis.__version__}, TensorFlow {tf.__version__}, Keras {keras.__version__}, "
           f"{'GPU' if GPU else f'CPU ({os.cpu_count()} cores)'}; {rounds} rounds")
+    if (args.memory_only or args.merge) and (args.out is None or not args.out.exists()):
+        raise SystemExit("--memory-only and --merge update an existing report: give --out")
     if args.memory_only:
-        if args.out is None or not args.out.exists():
-            raise SystemExit("--memory-only updates an existing report: give --out <file.md>")
         text = args.out.read_text()
         for work in workloads(args):
             contenders = contenders_for(work, Floors(work), methods, args.others)
             measure_memory(work, contenders, memory_settings(args))
-            text = merge_memory(text, work, contenders)
+            text = merge_rows(text, work.name, memory_rows(text, work.name, contenders))
         args.out.write_text(text)
         print(text)
         return 0
@@ -503,12 +519,16 @@ def main(argv=None) -> int:
             measure_memory(work, contenders, memory_settings(args))
         sections.append(table(work, contenders))
         print(sections[-1])
+        if args.merge:
+            rows = {tuple(c.strip() for c in line.split("|")[1:3]): line
+                    for line in sections[-1].splitlines()[4:] if line.startswith("| ")}
+            args.out.write_text(merge_rows(args.out.read_text(), work.name, rows))
     passed = True
-    if args.memory:
+    if args.memory and not args.merge:  # the RISE N=4000 check belongs to a full report
         passed, text = memory_check()
         sections.append(text)
         print(text)
-    if args.out:
+    if args.out and not args.merge:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text("# tfvis benchmark\n\n" + "\n".join(sections))
         print(f"wrote {args.out}")

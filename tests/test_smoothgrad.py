@@ -9,7 +9,7 @@ import tensorflow as tf
 from conftest import seeded
 
 import tfvis
-from tfvis.explainers.sampling import chunking
+from tfvis.explainers.sampling import chunking, stream
 
 
 def linear_model():
@@ -46,6 +46,21 @@ def test_chunks_stay_within_batch_size_and_cover_every_sample(count, n, batch_si
     iterations, k = (int(v) for v in chunking(count, tf.constant(n), batch_size))
     assert k * n <= max(batch_size, n) and k >= 1  # memory bounded, whatever num_samples is
     assert iterations * k >= count and iterations * k - count < iterations  # little padding
+
+
+def test_stream_runs_one_chunk_at_a_time_and_masks_padding():
+    # Memory is bounded by batch_size only if the loop never overlaps iterations (TF's
+    # while_loop runs up to 10 at once by default, each holding a chunk's activations).
+    @tf.function(autograph=False)
+    def total():
+        def step(index, valid):
+            return (tf.reduce_sum(tf.where(valid, tf.cast(index, tf.float32), 0.0)),)
+        return stream(5, tf.constant(2), 4, step, (tf.constant(0.0),))[0]
+
+    assert total().numpy() == 0 + 1 + 2 + 3 + 4  # 3 iterations of k=2, the 6th index padding
+    loops = [op for op in total.get_concrete_function().graph.get_operations()
+             if op.type in ("While", "StatelessWhile")]
+    assert loops and all(op.get_attr("parallel_iterations") == 1 for op in loops)
 
 
 def test_noise_free_smoothgrad_is_the_wrapped_explainer(model, images):
