@@ -415,3 +415,16 @@ def test_registry_builds_every_gradient_method_with_quick_options(model, images)
         warnings.simplefilter("error")  # quick options must not trigger warnings here
         tfvis.get_explainer("integrated_gradients", model, verbose=0,
                             **tfvis.IntegratedGradients.quick_options).explain(images)
+
+
+def test_channel_reductions_equal_numpy_reductions():
+    from tfvis.explainers.gradients import CHANNEL_REDUCTIONS
+
+    r = np.random.default_rng(0).normal(size=(2, 5, 4, 3)).astype("float32")
+    expected = {"max_abs": np.abs(r).max(-1), "sum_abs": np.abs(r).sum(-1),
+                "l2": np.sqrt(np.square(r).sum(-1)), "sum": r.sum(-1)}
+    for name, reduce in CHANNEL_REDUCTIONS.items():
+        out = reduce(r)
+        assert out.dtype == np.float32 and out.shape == (2, 5, 4)
+        np.testing.assert_allclose(out, expected[name], rtol=1e-6, atol=1e-7)
+    assert r.shape == (2, 5, 4, 3) and np.isfinite(r).all()  # input untouched

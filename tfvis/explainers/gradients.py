@@ -16,16 +16,16 @@ from typing import Any, Callable, ClassVar
 import numpy as np
 import tensorflow as tf
 
-from tfvis.explainers.base import Explainer
+from tfvis.explainers.base import Explainer, fold_channels
 from tfvis.explainers.cam import GradCAM
 from tfvis.surgery.gates import relu_gates
 
 #: Channel reductions from a signed ``(..., C)`` attribution to a grey value.
 CHANNEL_REDUCTIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
-    "max_abs": lambda r: np.abs(r).max(axis=-1),
-    "sum_abs": lambda r: np.abs(r).sum(axis=-1),
-    "l2": lambda r: np.sqrt(np.square(r).sum(axis=-1)),
-    "sum": lambda r: r.sum(axis=-1),
+    "max_abs": lambda r: fold_channels(r, np.maximum, np.abs),
+    "sum_abs": lambda r: fold_channels(r, np.add, np.abs),
+    "l2": lambda r: np.sqrt(fold_channels(r, np.add, np.square)),
+    "sum": lambda r: fold_channels(r, np.add),
 }
 
 
