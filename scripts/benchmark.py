@@ -360,29 +360,35 @@ def child(args) -> None:
     print(json.dumps(two_calls(found[0].run, baseline)))
 
 
-def merge_rows(text: str, section: str, rows: dict[tuple[str, str], str]) -> str:
-    """``text`` (an earlier report) with the table rows of ``section`` (a workload's table,
-    ``### name: ...``) whose (method, library) is in ``rows`` replaced by those lines."""
-    lines, inside = text.splitlines(), False
-    for i, line in enumerate(lines):
+def table_rows(text: str, section: str) -> dict[tuple[str, str], int]:
+    """Line index of each ``(method, library)`` row in the table of ``section`` (a workload's
+    ``### name: ...`` part of a report)."""
+    rows, inside = {}, False
+    for i, line in enumerate(text.splitlines()):
         if line.startswith("### "):
             inside = line.startswith(f"### {section}:")
-        cells = line.split("|")
-        if inside and len(cells) > 3 and (cells[1].strip(), cells[2].strip()) in rows:
-            lines[i] = rows[(cells[1].strip(), cells[2].strip())]
+        cells = [c.strip() for c in line.split("|")]
+        if inside and len(cells) > 3 and cells[1] != "method" and not cells[1].startswith("---"):
+            rows[(cells[1], cells[2])] = i
+    return rows
+
+
+def merge_rows(text: str, section: str, rows: dict[tuple[str, str], str]) -> str:
+    """``text`` (an earlier report) with the rows of ``section`` whose (method, library) is in
+    ``rows`` replaced by those lines."""
+    lines = text.splitlines()
+    for key, i in table_rows(text, section).items():
+        lines[i] = rows.get(key, lines[i])
     return "\n".join(lines) + "\n"
 
 
 def memory_rows(text: str, section: str, contenders: list[Contender]) -> dict:
     """``section``'s rows of ``text`` with the peak-memory cell replaced by measurements."""
     measured = {(c.method, c.library): c.memory for c in contenders if c.memory}
-    rows, inside = {}, False
-    for line in text.splitlines():
-        if line.startswith("### "):
-            inside = line.startswith(f"### {section}:")
-        cells = line.split("|")
-        key = (cells[1].strip(), cells[2].strip()) if len(cells) > 3 else None
-        if inside and key in measured:
+    lines, rows = text.splitlines(), {}
+    for key, i in table_rows(text, section).items():
+        if key in measured:
+            cells = lines[i].split("|")
             cells[-2] = " %.0f / %.0f " % measured[key]
             rows[key] = "|".join(cells)
     return rows
@@ -520,8 +526,8 @@ def main(argv=None) -> int:
         sections.append(table(work, contenders))
         print(sections[-1])
         if args.merge:
-            rows = {tuple(c.strip() for c in line.split("|")[1:3]): line
-                    for line in sections[-1].splitlines()[4:] if line.startswith("| ")}
+            lines = sections[-1].splitlines()
+            rows = {key: lines[i] for key, i in table_rows(sections[-1], work.name).items()}
             args.out.write_text(merge_rows(args.out.read_text(), work.name, rows))
     passed = True
     if args.memory and not args.merge:  # the RISE N=4000 check belongs to a full report
