@@ -20,13 +20,14 @@ accumulator are put on that device once per run.
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from typing import Callable
 
 import keras
 import numpy as np
 import tensorflow as tf
+
+from tfvis.engine.compiled import compile_step
 
 #: ``(params chunk, height, width) -> (keep (B, H, W), weight (B, H, W))``, pure TF.
 #: ``keep`` is 1 where the image is kept and 0 where the fill shows; ``weight`` is what the
@@ -92,9 +93,7 @@ def pair_step(score: ScoreFn, render: RenderFn):
         acc = tf.tensor_scatter_nd_add(acc, image[:, None], contribution)
         return acc, scores, tf.cast(top, tf.int32)
 
-    # A partial, so TF's retracing detector keys on this step, not on the code every
-    # explainer's step shares (one trace per explainer is normal, not "frequent retracing").
-    return tf.function(functools.partial(step), reduce_retracing=True, autograph=False)
+    return compile_step(step)
 
 
 def chunk_size(total: int, batch_size: int) -> int:

@@ -9,7 +9,6 @@ and normalising the `Explanation`.
 
 from __future__ import annotations
 
-import functools
 import warnings
 from types import MappingProxyType
 from typing import Any, Callable, ClassVar, Mapping
@@ -19,6 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfvis.checks import positive_int
+from tfvis.engine.compiled import compile_step
 from tfvis.explanation import Explanation
 from tfvis.inputs import as_batch, input_shape
 from tfvis.plotting.images import normalize
@@ -184,13 +184,7 @@ class Explainer:
                 used = weights
             return (tf.cast(raw, tf.float32), scores, used, *extra)
 
-        # Wrapped in a partial so that TF's retracing detector keys on this step, not on
-        # the code it shares with every other explainer's step (one trace each is normal,
-        # not the "frequent retracing" TF would warn about after five explainers).
-        return self._cached_step(
-            "explain", fn,
-            lambda: tf.function(functools.partial(step), reduce_retracing=True, autograph=False),
-        )
+        return self._cached_step("explain", fn, lambda: compile_step(step))
 
     def traces(self) -> int:
         """How many times this explainer's compiled steps were traced (for diagnostics)."""

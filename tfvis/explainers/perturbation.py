@@ -9,13 +9,13 @@ methods work on subclassed models and on SavedModels wrapped in ``keras.layers.T
 
 from __future__ import annotations
 
-import functools
 from typing import Any, Callable
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from tfvis.engine.compiled import compile_step
 from tfvis.engine.perturbation import (
     MaskSet,
     StreamResult,
@@ -92,8 +92,7 @@ class PerturbationExplainer(Explainer):
                 scores, used = self.target_scores(fn, self.forward(x), weights, auto)
                 return scores, weights if used is None else used
 
-            return self._cached_step(kind, fn, lambda: tf.function(
-                functools.partial(base), reduce_retracing=True, autograph=False))
+            return self._cached_step(kind, fn, lambda: compile_step(base))
 
         def score(x, weights):
             outputs = self.forward(x)
