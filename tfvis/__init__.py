@@ -1,57 +1,54 @@
 """tfvis: see what a Keras / TensorFlow network has learned and why it decided.
 
-Importing tfvis has no side effects: no environment variables, no global Keras policy, no
-logging configuration.
+Importing tfvis is cheap and has no side effects: no environment variables, no global Keras
+policy, no logging configuration, and TensorFlow is imported only when a name that needs it is
+first used (``tfvis.GradCAM``, ``tfvis.methods()``, ...). Every registered method is a
+top-level name; `tfvis.plotting`, `tfvis.callbacks` and `tfvis.targets` are submodules loaded
+on first access (plotting imports matplotlib and OpenCV only when it draws).
 """
 
-from tfvis.explainers import (
-    CAM,
-    REGISTRY,
-    CounterfactualGradCAM,
-    Deconvnet,
-    Explainer,
-    GradCAM,
-    GradCAMPlusPlus,
-    GradientInput,
-    GuidedBackprop,
-    GuidedGradCAM,
-    IntegratedGradients,
-    IntegratedGradientsExplanation,
-    Occlusion,
-    OcclusionExplanation,
-    RISE,
-    Saliency,
-    SmoothGrad,
-    get_explainer,
-    methods,
-)
-from tfvis.explanation import Explanation
-from tfvis.features import feature_saliency
-from tfvis.surgery import layer_table
+from __future__ import annotations
 
-__version__ = "0.1.0"
+import importlib
+from typing import Any
 
-__all__ = [
-    "CAM",
-    "REGISTRY",
-    "CounterfactualGradCAM",
-    "Deconvnet",
-    "Explainer",
-    "Explanation",
-    "GradCAM",
-    "GradCAMPlusPlus",
-    "GradientInput",
-    "GuidedBackprop",
-    "GuidedGradCAM",
-    "IntegratedGradients",
-    "IntegratedGradientsExplanation",
-    "Occlusion",
-    "OcclusionExplanation",
-    "RISE",
-    "Saliency",
-    "SmoothGrad",
-    "feature_saliency",
-    "get_explainer",
-    "layer_table",
-    "methods",
-]
+__version__ = "0.2.0"
+
+#: Top-level names that are not registered methods: name -> module defining it.
+_NAMES = {
+    "REGISTRY": "tfvis.explainers",
+    "Explainer": "tfvis.explainers",
+    "InputGradients": "tfvis.explainers",
+    "IntegratedGradientsExplanation": "tfvis.explainers",
+    "OcclusionExplanation": "tfvis.explainers",
+    "get_explainer": "tfvis.explainers",
+    "methods": "tfvis.explainers",
+    "Explanation": "tfvis.explanation",
+    "feature_saliency": "tfvis.features",
+    "layer_table": "tfvis.surgery",
+}
+_SUBMODULES = ("callbacks", "engine", "explainers", "inputs", "plotting", "surgery", "targets")
+
+
+def _method_classes() -> dict[str, Any]:
+    from tfvis.explainers import REGISTRY
+
+    return {cls.__name__: cls for cls in REGISTRY.values()}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        return importlib.import_module(f"tfvis.{name}")
+    if name in _NAMES:
+        return getattr(importlib.import_module(_NAMES[name]), name)
+    if name == "__all__":
+        return sorted([*_NAMES, *_method_classes()])
+    if not name.startswith("__"):
+        classes = _method_classes()
+        if name in classes:
+            return classes[name]
+    raise AttributeError(f"module 'tfvis' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_NAMES, *_SUBMODULES, *_method_classes()])

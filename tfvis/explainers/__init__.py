@@ -1,47 +1,46 @@
-"""All explainers, and the registry name -> class used by the demo, the CLI and callbacks.
+"""All explainers, and the registry name -> class used by the demo, the CLI, callbacks and tests.
 
-Adding a method: one file with an `Explainer` subclass (``name``, ``title``,
-``explain_batch`` or a family hook), plus its class in ``_EXPLAINERS`` below.
+Adding a method is one new file in this package: an `Explainer` subclass with a ``name``, a
+``title`` and a ``gallery_order``, and its ``explain_batch`` or family hook. The registry is
+found by scanning this package's modules once, at import: `tfvis.__all__`, `tfvis.methods()`,
+the command's choices, the README table check and the contract tests all derive from it.
 """
 
 from __future__ import annotations
 
 import difflib
+import importlib
+import pkgutil
 from types import MappingProxyType
 from typing import Any, Mapping
 
 from tfvis.explainers.base import Explainer
-from tfvis.explainers.cam import CAM, CounterfactualGradCAM, GradCAM, GradCAMPlusPlus
-from tfvis.explainers.gradients import (
-    Deconvnet,
-    GradientInput,
-    GuidedBackprop,
-    GuidedGradCAM,
-    InputGradients,
-    Saliency,
-)
-from tfvis.explainers.integrated import IntegratedGradients, IntegratedGradientsExplanation
-from tfvis.explainers.smoothing import SmoothGrad
-from tfvis.explainers.occlusion import Occlusion, OcclusionExplanation
-from tfvis.explainers.rise import RISE
 
-_EXPLAINERS: tuple[type[Explainer], ...] = (
-    CAM,
-    GradCAM,
-    GradCAMPlusPlus,
-    CounterfactualGradCAM,
-    Saliency,
-    GuidedBackprop,
-    Deconvnet,
-    GradientInput,
-    SmoothGrad,
-    IntegratedGradients,
-    GuidedGradCAM,
-    Occlusion,
-    RISE,
-)
+
+def _discover() -> tuple[type[Explainer], ...]:
+    """Every registered method class in this package, in gallery order."""
+    found: dict[int, type[Explainer]] = {}
+    for module in pkgutil.iter_modules(__path__):
+        loaded = importlib.import_module(f"{__name__}.{module.name}")
+        for value in vars(loaded).values():
+            if (isinstance(value, type) and issubclass(value, Explainer)
+                    and value.__module__ == loaded.__name__ and "name" in vars(value)
+                    and value.name):
+                found[id(value)] = value
+    classes = sorted(found.values(), key=lambda c: (c.gallery_order, c.name))
+    names = [c.name for c in classes]
+    duplicated = sorted({n for n in names if names.count(n) > 1})
+    if duplicated:
+        raise ImportError(f"two explainers are registered as {duplicated}")
+    return tuple(classes)
+
+
+_EXPLAINERS = _discover()
 
 REGISTRY: Mapping[str, type[Explainer]] = MappingProxyType({c.name: c for c in _EXPLAINERS})
+
+#: Public classes of this package: the registered methods and the other names users import.
+_PUBLIC = {c.__name__: c for c in _EXPLAINERS}
 
 
 def methods() -> list[str]:
@@ -66,6 +65,11 @@ def get_explainer(name: str, model: Any, **options: Any) -> Explainer:
     Raises:
       ValueError: unknown name, with close matches.
     """
+    return explainer_class(name)(model, **options)
+
+
+def explainer_class(name: str) -> type[Explainer]:
+    """The registered class for a registry name or title (see `get_explainer`)."""
     spellings = {_spelling(s): c for c in _EXPLAINERS for s in (c.name, c.title)}
     cls = spellings.get(_spelling(name))
     if cls is None:
@@ -73,28 +77,20 @@ def get_explainer(name: str, model: Any, **options: Any) -> Explainer:
         close = difflib.get_close_matches(key, list(REGISTRY), n=3, cutoff=0.4)
         hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
         raise ValueError(f"unknown method {name!r}.{hint} Available: {', '.join(REGISTRY)}")
-    return cls(model, **options)
+    return cls
 
 
-__all__ = [
-    "CAM",
-    "CounterfactualGradCAM",
-    "Deconvnet",
-    "Explainer",
-    "GradCAM",
-    "GradCAMPlusPlus",
-    "GradientInput",
-    "GuidedBackprop",
-    "GuidedGradCAM",
-    "InputGradients",
-    "IntegratedGradients",
-    "IntegratedGradientsExplanation",
-    "Occlusion",
-    "OcclusionExplanation",
-    "RISE",
-    "REGISTRY",
-    "Saliency",
-    "SmoothGrad",
-    "get_explainer",
-    "methods",
-]
+def __getattr__(name: str) -> Any:
+    if name in _PUBLIC:
+        return _PUBLIC[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+from tfvis.explainers.gradients import InputGradients  # noqa: E402  (a base users subclass)
+from tfvis.explainers.integrated import IntegratedGradientsExplanation  # noqa: E402
+from tfvis.explainers.occlusion import OcclusionExplanation  # noqa: E402
+
+__all__ = sorted([
+    *_PUBLIC, "Explainer", "InputGradients", "IntegratedGradientsExplanation",
+    "OcclusionExplanation", "REGISTRY", "explainer_class", "get_explainer", "methods",
+])

@@ -1,29 +1,32 @@
 """The explainer contract every method builds on.
 
 A method subclasses `Explainer` and writes one pure-TF function, `explain_batch`, which gets a
-chunk of inputs and a ``score`` function (outputs -> one score per sample) and returns the raw
-map. Everything else lives here, once: input checks, target resolution, the logits bypass,
-fixed-size compiled chunks (the last one padded, so nothing retraces), progress, and assembling
-and normalising the `Explanation`.
+chunk of the explained input and a ``score`` function (outputs -> one score per sample) and
+returns the raw map. Everything else lives here, once: input checks (multi-input models too),
+target resolution, the logits bypass, the compiled step run by the one chunk loop
+(`tfvis.engine.runner`), and assembling and normalising the `Explanation`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import warnings
 from types import MappingProxyType
-from typing import Any, Callable, ClassVar, Mapping
+from typing import Any, Callable, ClassVar, Iterator, Mapping
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 from tfvis.checks import positive_int
+from tfvis.engine import runner
 from tfvis.engine.compiled import compile_step
+from tfvis.engine.imageops import normalize
 from tfvis.explanation import Explanation
-from tfvis.inputs import as_batch, input_shape
-from tfvis.plotting.images import normalize
-from tfvis.surgery import graph_of, logits_replacements, resolve_output, run_graph
-from tfvis.targets import Targets, TargetsLike, class_scores, resolve_targets
+from tfvis.inputs import Source, as_source, input_shape, model_inputs, resolve_input
+from tfvis.surgery import graph_of, layer_table, logits_replacements, resolve_output, run_graph
+from tfvis.targets import Targets, TargetsLike, Task, class_scores, resolve_targets
 
 ScoreFn = Callable[[Any], tuple]
 
@@ -61,6 +64,9 @@ class Explainer:
         activated output.
       batch_size: default number of samples per compiled chunk.
       verbose: 1 shows a progress bar when work spans several chunks; 0 is quiet.
+      input: for multi-input models, the explained input (name or index); default: the only
+        image-shaped (rank-4) input. `explain` then takes a list (model order) or a dict (by
+        input name) of arrays, the other inputs being held fixed.
     """
 
     name: ClassVar[str] = ""
@@ -79,20 +85,29 @@ class Explainer:
         logits: bool = True,
         batch_size: int = 32,
         verbose: int = 1,
+        input: int | str | None = None,
     ) -> None:
         if not isinstance(model, keras.Model):
             raise TypeError(f"model must be a keras.Model, got {type(model).__name__}")
         self.model = model
-        self.input_shape = input_shape(model)
+        self.inputs = model_inputs(model)
+        self.input_index = resolve_input(model, input)
+        self.input_shape = input_shape(model, self.input_index if self.inputs else None)
         self.output_index = resolve_output(model, output)
         self.logits = bool(logits)
         self.replace = logits_replacements(model) if logits else {}
+        if self.replace:
+            bypassed = [i.path for i in layer_table(model) if id(i.layer) in self.replace]
+            logging.getLogger("tfvis").info(
+                "%s explains logits: the softmax/sigmoid of %s is bypassed (logits=False keeps "
+                "the activated outputs)", type(self).__name__, ", ".join(bypassed))
         self.batch_size = _check_batch_size(batch_size)
         self.verbose = verbose
         self.layer: str | None = None
-        self._steps: dict[tuple, Any] = {}  # (kind, target fn or None) -> tf.function
+        self._steps: dict[tuple, Any] = {}  # (kind, target kind) -> tf.function
         self._callables: list[Callable] = []  # target functions with steps, least recent first
         self._warned_callables = False
+        self._others: tuple = ()  # the other inputs of the chunk being traced (multi-input)
 
     # -- what subclasses write -------------------------------------------------------------
 
@@ -112,33 +127,74 @@ class Explainer:
 
     # -- shared machinery --------------------------------------------------------------------
 
-    def forward(self, x, hooks=None):
-        """The model's outputs on ``x`` (logits when bypassing), with optional layer hooks."""
-        return run_graph(self.model, x, hooks=hooks, replace=self.replace)
+    def forward(self, x, hooks=None, others: tuple | None = None):
+        """The model's outputs on ``x`` (logits when bypassing), with optional layer hooks.
 
-    def _num_classes(self, x: np.ndarray) -> int | None:
+        For a multi-input model ``x`` is the explained input; the other inputs are ``others``
+        (default: those of the chunk being computed), repeated when ``x`` stacks several
+        copies of the chunk (``k * N`` rows, copy-major).
+        """
+        others = self._others if others is None else others
+        if not others:
+            return run_graph(self.model, x, hooks=hooks, replace=self.replace)
+        copies = tf.shape(x)[0] // tf.shape(others[0])[0]
+        others = [tf.tile(o, tf.concat([[copies], tf.ones([tf.rank(o) - 1], tf.int32)], 0))
+                  for o in others]
+        inputs = others[: self.input_index] + [x] + others[self.input_index:]
+        return run_graph(self.model, inputs, hooks=hooks, replace=self.replace)
+
+    @contextlib.contextmanager
+    def _feeding(self, others: tuple) -> Iterator[None]:
+        """Makes `forward` use ``others`` as the other inputs while a step is traced."""
+        self._others = tuple(others)
+        try:
+            yield
+        finally:
+            self._others = ()
+
+    def _output_shape(self, sample: list[np.ndarray] | None = None) -> tuple | None:
+        """The explained output's shape (None for a multi-output model without ``output=``)."""
         if self.output_index is None:
             return None
         graph = graph_of(self.model)
         if graph is not None:
-            shape = tuple(graph.outputs[self.output_index].shape)
-        else:
-            shape = tuple(keras.tree.flatten(self.forward(tf.constant(x[:1])))[0].shape)
-        return shape[-1] if len(shape) == 2 else None
+            return tuple(graph.outputs[self.output_index].shape)
+        x = [tf.constant(a[:1]) for a in sample]
+        others = tuple(x[: self.input_index] + x[self.input_index + 1:])
+        outputs = self.forward(x[self.input_index], others=others)
+        return tuple(keras.tree.flatten(outputs)[0].shape)
+
+    def _num_classes(self, x: np.ndarray | None = None) -> int | None:
+        shape = self._output_shape(None if x is None else [x])
+        return shape[-1] if shape is not None and len(shape) == 2 else None
+
+    def resolve(self, source: Source, targets: TargetsLike) -> Targets:
+        """Resolves ``targets`` for the samples of ``source``."""
+        probe = None if graph_of(self.model) is not None else source.first()
+        shape = self._output_shape(probe)
+        classes = shape[-1] if shape is not None and len(shape) == 2 else None
+        return resolve_targets(targets, source.n, classes, shape)
 
     def _select(self, outputs):
         # Flattened like the graph's outputs (dicts by sorted key), so output_index matches.
         return keras.tree.flatten(outputs)[self.output_index]
 
-    def target_scores(self, fn: Callable | None, outputs, weights, auto) -> tuple:
+    def target_scores(self, fn: Any, outputs, weights, auto, params: tuple = ()) -> tuple:
         """Compiled-side scores of the targets.
+
+        Args:
+          fn: the target kind (`Targets.kind`): None for classes, a callable, a `Task` type.
+          outputs: the model's outputs.
+          weights, auto, params: the chunk's rows of `Targets.arrays`.
 
         Returns:
           ``(scores (N,), class_weights)``: for class targets the ``(N, K)`` weights with
-          ``auto`` rows set to the top-1 class; for a callable target ``fn``, None.
+          ``auto`` rows set to the top-1 class; None for a callable or a task.
         """
         if fn is None:
             return class_scores(self._select(outputs), weights, auto)
+        if isinstance(fn, type) and issubclass(fn, Task):
+            return tf.cast(fn.score(self._select(outputs), *params), tf.float32), None
         scores = tf.cast(fn(outputs), tf.float32)
         if scores.shape.rank != 1:
             raise ValueError(
@@ -175,11 +231,21 @@ class Explainer:
                     )
         return self._steps[key]
 
-    def _step(self, fn: Callable | None):
-        def step(x, weights, auto):
-            raw, scores, used, *extra = self.explain_batch(
-                x, lambda o: self.target_scores(fn, o, weights, auto)
-            )
+    def split(self, args: tuple) -> tuple[Any, tuple, tuple]:
+        """A chunk's arguments ``(*inputs, weights, auto, *params)`` -> ``(x, others, targets)``
+        where ``targets`` is ``(weights, auto, *params)``."""
+        count = max(len(self.inputs), 1)
+        inputs, targets = list(args[:count]), tuple(args[count:])
+        x = inputs.pop(self.input_index)
+        return x, tuple(inputs), targets
+
+    def _step(self, fn: Any):
+        def step(*args):
+            x, others, (weights, auto, *params) = self.split(args)
+            with self._feeding(others):
+                raw, scores, used, *extra = self.explain_batch(
+                    x, lambda o: self.target_scores(fn, o, weights, auto, tuple(params))
+                )
             if used is None:
                 used = weights
             return (tf.cast(raw, tf.float32), scores, used, *extra)
@@ -196,35 +262,25 @@ class Explainer:
         """Explains ``inputs`` for ``targets``.
 
         Args:
-          inputs: one sample or a batch (numpy, tensor or `tf.data.Dataset`), any float or
-            integer dtype (cast to float32, never rescaled), grey or RGB, any size the model
-            accepts.
+          inputs: one sample or a batch (numpy, tensor, a `tf.data.Dataset` or a generator,
+            streamed chunk by chunk), any float or integer dtype (cast to float32, never
+            rescaled), grey or RGB, any size the model accepts. For a multi-input model, a
+            list (model order) or dict (by input name) with one array per input.
           targets: None (top-1 class per sample), an int, one int per sample, an ``(N, K)``
-            one-hot or soft weight array, or a callable ``outputs -> (N,)`` scores.
+            one-hot or soft weight array, a callable ``outputs -> (N,)`` scores, or a task
+            target (`tfvis.targets.Regression`, `tfvis.targets.Segmentation`).
           batch_size: samples per compiled chunk (default: the explainer's ``batch_size``).
 
         Returns:
           An `Explanation`.
         """
-        x = as_batch(inputs, self.input_shape)
-        n = len(x)
-        resolved = resolve_targets(targets, n, self._num_classes(x))
-        chunk = min(_check_batch_size(self.batch_size if batch_size is None else batch_size), n)
-        weights = resolved.weights
-        if weights is None:
-            weights = np.zeros((n, 1), np.float32)
-        step = self._step(resolved.fn)
-        starts = range(0, n, chunk)
-        bar = keras.utils.Progbar(len(starts)) if self.verbose and len(starts) > 1 else None
-        parts = []
-        for start in starts:
-            stop = min(start + chunk, n)
-            pad = np.r_[np.arange(start, stop), np.full(chunk - (stop - start), stop - 1)]
-            out = step(tf.constant(x[pad]), tf.constant(weights[pad]), tf.constant(resolved.auto[pad]))
-            parts.append([o.numpy()[: stop - start] for o in out])
-            if bar is not None:
-                bar.update(len(parts))
-        raw, scores, used, *extra = (np.concatenate(p) for p in zip(*parts))
+        source = as_source(inputs, self.inputs, self.input_index)
+        size = _check_batch_size(self.batch_size if batch_size is None else batch_size)
+        resolved = self.resolve(source, targets)
+        chunks = runner.run(self._step(resolved.kind), source, resolved.rows,
+                            batch_size=size, verbose=self.verbose)
+        raw, scores, used, *extra = runner.collect(chunks)
+        resolved.check_count(source.n)
         return self._assemble(raw, scores, used, resolved, *extra)
 
     __call__ = explain
@@ -246,7 +302,9 @@ class Explainer:
         maps = normalize(maps / np.where(peak > 0, peak, 1), warn_constant=True)
         if vectors:
             maps = maps[:, 0, :]
-        if resolved.fn is not None:
+        if resolved.task is not None:
+            targets = resolved.task
+        elif resolved.fn is not None:
             targets = resolved.fn
         elif resolved.soft:
             targets = used

@@ -1,6 +1,9 @@
 """The CAM family: a class activation map is ``ReLU(sum_k w_k A_k)`` upsampled to the input.
 
-Each variant is only its channel-weight formula ``channel_weights(acts, grads, class_weights)``.
+Each variant is only its weight formula, ``channel_weights(acts, grads, class_weights)``,
+returning channel weights ``(N, C)`` or element-wise weights ``(N, h, w, C)``; a variant whose
+map is not a weighted sum overrides ``cam_map`` instead. The capture, the gradient, the ReLU and
+the upsampling are shared.
 """
 
 from __future__ import annotations
@@ -45,8 +48,20 @@ class _CAMFamily(Explainer):
         return info.path
 
     def channel_weights(self, acts: tf.Tensor, grads: tf.Tensor | None, class_weights) -> tf.Tensor:
-        """``(N, C)`` weights of the feature channels; ``acts``/``grads`` are (N, h, w, C)."""
+        """Weights of the features: ``(N, C)`` per channel or ``(N, h, w, C)`` per element.
+
+        ``acts`` and ``grads`` (d score / d acts, None when ``uses_gradients`` is False) are
+        float32 ``(N, h, w, C)``; ``class_weights`` the ``(N, K)`` class weights (None for
+        callable targets).
+        """
         raise NotImplementedError
+
+    def cam_map(self, acts: tf.Tensor, grads: tf.Tensor | None, class_weights) -> tf.Tensor:
+        """The ``(N, h, w)`` map before ReLU: ``sum_c weights * acts`` over channels."""
+        weights = self.channel_weights(acts, grads, class_weights)
+        if weights.shape.rank == 2:
+            return tf.einsum("nhwc,nc->nhw", acts, weights)
+        return tf.reduce_sum(acts * weights, axis=-1)
 
     def explain_batch(self, x, score):
         captured = {}
@@ -65,8 +80,7 @@ class _CAMFamily(Explainer):
             grads = tf.zeros_like(captured["acts"]) if grads is None else grads
             grads = tf.cast(grads, tf.float32)
         acts = tf.cast(captured["acts"], tf.float32)
-        weights = self.channel_weights(acts, grads, class_weights)
-        cam = tf.einsum("nhwc,nc->nhw", acts, weights)
+        cam = self.cam_map(acts, grads, class_weights)
         if self.relu:
             cam = tf.nn.relu(cam)
         cam = tf.image.resize(cam[..., None], tf.shape(x)[1:3], method="bilinear")[..., 0]
@@ -83,6 +97,7 @@ class CAM(_CAMFamily):
 
     name = "cam"
     title = "CAM"
+    gallery_order = 10
     uses_gradients = False
 
     def _resolve(self, layer: Any) -> str:
@@ -114,6 +129,7 @@ class GradCAM(_CAMFamily):
 
     name = "gradcam"
     title = "Grad-CAM"
+    gallery_order = 11
 
     def channel_weights(self, acts, grads, class_weights):
         return tf.reduce_mean(grads, axis=(1, 2))
@@ -130,6 +146,7 @@ class GradCAMPlusPlus(_CAMFamily):
 
     name = "gradcampp"
     title = "Grad-CAM++"
+    gallery_order = 12
 
     def channel_weights(self, acts, grads, class_weights):
         g2 = tf.square(grads)
@@ -146,6 +163,84 @@ class CounterfactualGradCAM(_CAMFamily):
 
     name = "counterfactual_gradcam"
     title = "Counterfactual Grad-CAM"
+    gallery_order = 13
 
     def channel_weights(self, acts, grads, class_weights):
         return -tf.reduce_mean(grads, axis=(1, 2))
+
+
+def _safe_divide(numerator: tf.Tensor, denominator: tf.Tensor) -> tf.Tensor:
+    """``numerator / denominator`` with 0 where the denominator is 0 (never NaN)."""
+    nonzero = denominator != 0.0
+    return tf.where(nonzero, numerator / tf.where(nonzero, denominator, 1.0), 0.0)
+
+
+class LayerCAM(_CAMFamily):
+    """Layer-CAM (Jiang et al., 2021): element-wise weights ``ReLU(d score / d A)``.
+
+    ``M = ReLU(sum_c ReLU(g_c) * A_c)``: each location is weighted by its own positive
+    gradient, so shallow layers give fine-grained maps.
+    """
+
+    name = "layercam"
+    title = "Layer-CAM"
+    gallery_order = 16
+
+    def channel_weights(self, acts, grads, class_weights):
+        return tf.nn.relu(grads)
+
+
+class XGradCAM(_CAMFamily):
+    """XGrad-CAM (Fu et al., 2020): ``w_c = sum(A_c * g_c) / sum(A_c)`` over locations.
+
+    The weights that satisfy the paper's sensitivity and conservation axioms; channels whose
+    activations sum to zero get weight 0.
+    """
+
+    name = "xgradcam"
+    title = "XGrad-CAM"
+    gallery_order = 17
+
+    def channel_weights(self, acts, grads, class_weights):
+        return _safe_divide(tf.reduce_sum(acts * grads, axis=(1, 2)),
+                            tf.reduce_sum(acts, axis=(1, 2)))
+
+
+class HiResCAM(_CAMFamily):
+    """HiResCAM (Draelos & Carin, 2020): ``M = ReLU(sum_c g_c * A_c)``, element-wise.
+
+    Unlike Grad-CAM it does not average the gradient over locations, so the map shows where
+    the score's gradient and the activations agree. On a GAP -> Dense head the gradient is the
+    same at every location and HiResCAM equals Grad-CAM (Draelos & Carin's equivalence).
+    """
+
+    name = "hirescam"
+    title = "HiResCAM"
+    gallery_order = 18
+
+    def channel_weights(self, acts, grads, class_weights):
+        return grads
+
+
+class EigenCAM(_CAMFamily):
+    """Eigen-CAM (Muhammad & Yeasin, 2020): the first principal component of the activations.
+
+    The ``(h * w, C)`` activations of each image are projected on their first right-singular
+    vector, ``M = A V_1`` (as in the paper, without centring; pytorch-grad-cam subtracts the
+    channel means first). The singular vector's sign is arbitrary: it is chosen so the
+    projection sums to a non-negative value. Class-agnostic: the map does not depend on the
+    target (``.scores`` still report it).
+    """
+
+    name = "eigencam"
+    title = "Eigen-CAM"
+    gallery_order = 19
+    uses_gradients = False
+
+    def cam_map(self, acts, grads, class_weights):
+        shape = tf.shape(acts)
+        flat = tf.reshape(acts, [shape[0], shape[1] * shape[2], shape[3]])
+        _, _, v = tf.linalg.svd(flat, full_matrices=False)
+        projection = tf.einsum("npc,nc->np", flat, v[:, :, 0])
+        sign = tf.where(tf.reduce_sum(projection, axis=1, keepdims=True) < 0.0, -1.0, 1.0)
+        return tf.reshape(projection * sign, shape[:3])

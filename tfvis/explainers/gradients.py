@@ -115,6 +115,7 @@ class Saliency(InputGradients):
 
     name = "saliency"
     title = "Saliency"
+    gallery_order = 30
 
 
 class GuidedBackprop(InputGradients):
@@ -123,6 +124,7 @@ class GuidedBackprop(InputGradients):
 
     name = "guided_backprop"
     title = "Guided Backprop"
+    gallery_order = 31
     rule = "guided"
     needs_internals = True
 
@@ -133,6 +135,7 @@ class Deconvnet(InputGradients):
 
     name = "deconvnet"
     title = "Deconvnet"
+    gallery_order = 32
     rule = "deconvnet"
     needs_internals = True
 
@@ -142,6 +145,7 @@ class GradientInput(InputGradients):
 
     name = "gradient_input"
     title = "Gradient x Input"
+    gallery_order = 33
 
     def attribute(self, x, grads):
         return tf.cast(x, tf.float32) * grads
@@ -159,6 +163,7 @@ class GuidedGradCAM(InputGradients):
 
     name = "guided_gradcam"
     title = "Guided Grad-CAM"
+    gallery_order = 36
     rule = "guided"
     needs_internals = True
 

@@ -84,6 +84,7 @@ class IntegratedGradients(InputGradients):
 
     name = "integrated_gradients"
     title = "Integrated Gradients"
+    gallery_order = 35
     quick_options = MappingProxyType({"steps": 16})
     #: Relative completeness gap above which a warning is given.
     tolerance = 0.05

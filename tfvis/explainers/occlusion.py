@@ -97,6 +97,7 @@ class Occlusion(PerturbationExplainer):
 
     name = "occlusion"
     title = "Occlusion"
+    gallery_order = 50
     quick_options = MappingProxyType({"patch_size": 8, "stride": 4, "batch_size": 128})
     keep_scores = True
 

@@ -44,6 +44,7 @@ class RISE(PerturbationExplainer):
 
     name = "rise"
     title = "RISE"
+    gallery_order = 51
     quick_options = MappingProxyType({"num_masks": 300, "seed": 0, "batch_size": 128})
 
     def __init__(

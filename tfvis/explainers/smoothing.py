@@ -45,6 +45,7 @@ class SmoothGrad(Explainer):
 
     name = "smoothgrad"
     title = "SmoothGrad"
+    gallery_order = 34
     quick_options = MappingProxyType({"num_samples": 8})
 
     def __init__(
