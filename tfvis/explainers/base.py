@@ -51,6 +51,13 @@ def _check_batch_size(batch_size: Any) -> int:
     return positive_int("batch_size", batch_size)
 
 
+def _starts(chunks: Iterator[tuple[list, int]]) -> Iterator[tuple[int, tuple[list, int]]]:
+    start = 0
+    for chunk in chunks:
+        yield start, chunk
+        start += chunk[1]
+
+
 class Explainer:
     """Base class of all explainers.
 
@@ -145,12 +152,20 @@ class Explainer:
 
     @contextlib.contextmanager
     def _feeding(self, others: tuple) -> Iterator[None]:
-        """Makes `forward` use ``others`` as the other inputs while a step is traced."""
-        self._others = tuple(others)
-        try:
-            yield
-        finally:
-            self._others = ()
+        """Makes `forward` (also of the explainers this one is built on) use ``others`` as the
+        other inputs while a step is traced."""
+        with contextlib.ExitStack() as stack:
+            for part in self.parts():
+                stack.enter_context(part._feeding(others))
+            self._others = tuple(others)
+            try:
+                yield
+            finally:
+                self._others = ()
+
+    def parts(self) -> list["Explainer"]:
+        """The explainers whose computations this one calls (SmoothGrad's wrapped one, ...)."""
+        return []
 
     def _output_shape(self, sample: list[np.ndarray] | None = None) -> tuple | None:
         """The explained output's shape (None for a multi-output model without ``output=``)."""
@@ -274,14 +289,45 @@ class Explainer:
         Returns:
           An `Explanation`.
         """
+        source, resolved, chunks = self._start(inputs, targets, batch_size)
+        raw, scores, used, *extra = runner.collect(chunks)
+        resolved.check_count(source.n)
+        return self._assemble(raw, scores, used, resolved, *extra)
+
+    def _start(self, inputs: Any, targets: TargetsLike, batch_size: int | None):
         source = as_source(inputs, self.inputs, self.input_index)
         size = _check_batch_size(self.batch_size if batch_size is None else batch_size)
         resolved = self.resolve(source, targets)
         chunks = runner.run(self._step(resolved.kind), source, resolved.rows,
                             batch_size=size, verbose=self.verbose)
-        raw, scores, used, *extra = runner.collect(chunks)
+        return source, resolved, chunks
+
+    def stream(
+        self, inputs: Any, targets: TargetsLike = None, batch_size: int | None = None
+    ) -> Iterator[Explanation]:
+        """Explains ``inputs`` chunk by chunk, yielding one `Explanation` per chunk.
+
+        For datasets larger than memory: only one chunk of inputs and results exists at a
+        time (the caller decides what to keep). Same arguments as `explain`; the chunks hold
+        ``batch_size`` samples (the last one fewer) and concatenate to `explain`'s result.
+        """
+        if type(self).explain is not Explainer.explain:  # a method with its own explain
+            source = as_source(inputs, self.inputs, self.input_index)
+            size = _check_batch_size(self.batch_size if batch_size is None else batch_size)
+            shared = self.resolve(source, targets) if targets is not None else None
+            for start, (batch, count) in _starts(source.chunks(size)):
+                rows = [b[:count] for b in batch]
+                chunk_targets = targets
+                if shared is not None and not shared.shared and shared.task is None and \
+                        shared.fn is None:
+                    chunk_targets = shared.weights[start:start + count]
+                yield self.explain(rows if len(rows) > 1 else rows[0], chunk_targets, size)
+            return
+        source, resolved, chunks = self._start(inputs, targets, batch_size)
+        for _, _, outputs in chunks:
+            raw, scores, used, *extra = (o.numpy() for o in outputs)
+            yield self._assemble(raw, scores, used, resolved, *extra)
         resolved.check_count(source.n)
-        return self._assemble(raw, scores, used, resolved, *extra)
 
     __call__ = explain
 

@@ -173,6 +173,9 @@ class GuidedGradCAM(InputGradients):
         self.cam = GradCAM(model, layer, **options)
         self.layer = self.cam.layer
 
+    def parts(self) -> list[Explainer]:
+        return [self.cam]
+
     def explain_batch(self, x, score):
         cam, scores, weights = self.cam.explain_batch(x, score)
         guided, _, _ = self.gradients(x, score)

@@ -76,6 +76,7 @@ class SmoothGrad(Explainer):
             logits=inner.logits,
             batch_size=kwargs.get("batch_size", inner.batch_size),
             verbose=kwargs.get("verbose", inner.verbose),
+            input=inner.input_index,
         )
         num_samples = positive_int("num_samples", num_samples)
         if not np.isfinite(noise) or noise < 0:
@@ -123,6 +124,9 @@ class SmoothGrad(Explainer):
         else:
             raw = tf.maximum(squares / self.num_samples - tf.square(mean), 0.0)
         return raw, scores, weights
+
+    def parts(self) -> list[Explainer]:
+        return [self.explainer]
 
     def to_maps(self, raw: np.ndarray) -> np.ndarray:
         return self.explainer.to_maps(raw)

@@ -1,0 +1,111 @@
+"""The one chunk loop: streamed sources equal arrays, any chunk size gives the same result,
+padding never retraces, and a tf.distribute strategy splits chunks over replicas."""
+
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from conftest import gap_dense_model
+
+import tfvis
+from tfvis.engine import runner
+from tfvis.inputs import InputSpec, as_source
+
+SPEC = [InputSpec("x", (None, 4, 5, 2))]
+
+
+def counting_step():
+    seen = []
+
+    def step(x, w):
+        seen.append(int(x.shape[0]))
+        return tf.reduce_sum(x, axis=(1, 2, 3)) * w[:, 0], x[:, 0, 0, 0]
+
+    return step, seen
+
+
+@pytest.mark.parametrize("size", [1, 3, 4, 7, 50])
+def test_any_chunk_size_gives_the_same_rows_in_order(size):
+    x = np.random.default_rng(0).random((7, 4, 5, 2)).astype(np.float32)
+    weights = np.arange(7, dtype=np.float32)[:, None]
+    step, seen = counting_step()
+    out = runner.collect(runner.run(step, as_source(x, SPEC, 0),
+                                    lambda a, b: (weights[a:b],), batch_size=size))
+    np.testing.assert_allclose(out[0], x.sum((1, 2, 3)) * weights[:, 0], rtol=1e-6)
+    np.testing.assert_array_equal(out[1], x[:, 0, 0, 0])
+    assert set(seen) == {min(size, 7)}  # every chunk padded to one shape: no retrace
+
+
+def test_datasets_and_generators_stream_without_concatenating():
+    x = np.random.default_rng(1).random((10, 4, 5, 2)).astype(np.float32)
+    reference = x.sum((1, 2, 3))
+    read = []
+
+    def generator():
+        for i in range(0, 10, 3):
+            read.append(i)
+            yield x[i:i + 3]
+
+    forms = {
+        "dataset": tf.data.Dataset.from_tensor_slices(x).batch(4),
+        "pairs": tf.data.Dataset.from_tensor_slices((x, np.arange(10))),
+        "generator": generator(),
+    }
+    for name, data in forms.items():
+        source = as_source(data, SPEC, 0)
+        assert source.n is None and source.streamed
+        step, _ = counting_step()
+        chunks = runner.run(step, source, lambda a, b: (np.ones((b - a, 1), np.float32),),
+                            batch_size=4)
+        first = next(chunks)
+        if name == "generator":
+            assert read == [0, 3]  # only what the first chunk needs was read
+        rest = list(chunks)
+        got = np.concatenate([first[2][0].numpy()] + [c[2][0].numpy() for c in rest])
+        np.testing.assert_allclose(got, reference, rtol=1e-6, err_msg=name)
+        assert source.n == 10
+
+
+def test_explainer_stream_equals_explain_for_a_dataset(model, images):
+    explainer = tfvis.GradCAM(model, verbose=0)
+    whole = explainer.explain(images, targets=[0, 1, 2, 3, 0])
+    dataset = tf.data.Dataset.from_tensor_slices(images)
+    parts = list(explainer.stream(dataset, targets=[0, 1, 2, 3, 0], batch_size=2))
+    assert [len(p) for p in parts] == [2, 2, 1]
+    np.testing.assert_allclose(np.concatenate([p.raw for p in parts]), whole.raw, rtol=1e-6)
+    np.testing.assert_array_equal(np.concatenate([p.targets for p in parts]), whole.targets)
+    with pytest.raises(ValueError, match="got 4 targets"):
+        explainer.explain(dataset, targets=[0, 1, 2, 3])
+    rise = tfvis.RISE(model, num_masks=16, seed=0, verbose=0)
+    parts = list(rise.stream(images, targets=[0, 1, 2, 3, 0], batch_size=2))
+    np.testing.assert_allclose(np.concatenate([p.raw for p in parts]),
+                               rise.explain(images, targets=[0, 1, 2, 3, 0]).raw, rtol=1e-5)
+
+
+def test_a_distribute_strategy_splits_chunks_over_replicas():
+    script = textwrap.dedent("""
+        import os
+        os.environ["TF_ENABLE_ONEDNN_OPTS"] = "0"
+        import numpy as np, tensorflow as tf
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+        from tfvis.engine import runner
+        from tfvis.inputs import InputSpec, as_source
+        strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+        x = np.random.default_rng(0).random((7, 3, 3, 1)).astype(np.float32)
+        devices = []
+        def step(t):
+            devices.append(t.device)
+            return (tf.reduce_sum(t, axis=(1, 2, 3)),)
+        out = runner.collect(runner.run(tf.function(step), as_source(x, [InputSpec("x", (None, 3, 3, 1))], 0),
+                                        batch_size=3, strategy=strategy))
+        np.testing.assert_allclose(out[0], x.sum((1, 2, 3)), rtol=1e-6)
+        print("OK", strategy.num_replicas_in_sync)
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=180)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "OK 2" in result.stdout
