@@ -95,6 +95,33 @@ def test_with_activation_shares_weights_and_leaves_the_layer_alone(model, images
                                rtol=1e-5, atol=1e-6)
 
 
+def test_with_activation_view_records_nothing_on_the_layer(fingerprint):
+    inp = keras.Input((6,))
+    dense = keras.layers.Dense(3, activation="softmax", activity_regularizer="l2", name="reg",
+                               kernel_initializer=seeded(17))
+    model = keras.Model(inp, dense(inp))
+    x = np.random.default_rng(1).random((4, 6)).astype(np.float32)
+    model(x)  # the layer now holds the activity loss of this call
+    (own,) = dense.losses
+    before = fingerprint(model)
+    view = with_activation(dense, keras.activations.linear)
+    out = view(2 * x)
+    (view_loss,) = view.losses  # the view records its own activity loss ...
+    expected = np.sum(np.square(2 * x @ dense.kernel.numpy() + dense.bias.numpy())) / 4 * 0.01
+    np.testing.assert_allclose(view_loss.numpy(), expected, rtol=1e-5)
+    (still,) = dense.losses  # ... and the layer keeps its own, untouched
+    assert still is own and not np.isclose(still.numpy(), view_loss.numpy())
+    view(keras.Input((6,)))  # a symbolic call adds a node to the view only
+    assert len(dense._inbound_nodes) == 1 and len(view._inbound_nodes) == 1
+    assert fingerprint(model) == before
+    # Same variables: an update of the layer is seen by the view.
+    assert [id(v) for v in view.weights] == [id(v) for v in dense.weights]
+    dense.bias.assign(dense.bias + 1.0)
+    np.testing.assert_allclose(view(x).numpy(), x @ dense.kernel.numpy() + dense.bias.numpy(),
+                               rtol=1e-5, atol=1e-6)
+    assert np.allclose(dense.bias.numpy(), 1.0)
+
+
 # -- logits bypass ----------------------------------------------------------------------------
 
 
@@ -261,6 +288,7 @@ def test_nested_equals_flat(pixels):
     np.testing.assert_allclose(whole.raw, inner.raw, rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_keras_application_nested_as_a_layer(fingerprint):
     base = keras.applications.MobileNetV2(
         weights=None, include_top=False, input_shape=(64, 64, 3), alpha=0.35

@@ -20,7 +20,7 @@ from tfvis.callbacks.writers import Writers
 from tfvis.checks import positive_int
 from tfvis.inputs import input_shape
 from tfvis.plotting.images import colorize, normalize, tile, to_uint8_rgb
-from tfvis.surgery import layer_table, resolve_layer, run_graph
+from tfvis.surgery import capture, layer_table, resolve_layer
 
 _TILE = 32
 
@@ -109,17 +109,11 @@ class FeatureEvolution(keras.callbacks.Callback):
         else:
             self.paths = [resolve_layer(model, spec).path for spec in self.layer_specs]
 
+        paths = list(self.paths)
+
         def activations(x):
-            captured = {}
-
-            def keep(path):
-                def hook(a):
-                    captured[path] = tf.cast(a, tf.float32)
-                    return a
-                return hook
-
-            run_graph(model, x, hooks={p: keep(p) for p in self.paths})
-            return captured
+            # Only the layers up to the deepest logged one run (no head, no later blocks).
+            return {p: tf.cast(a, tf.float32) for p, a in capture(model, x, paths).items()}
 
         self._fn = tf.function(activations, autograph=False)
         self._fn_model = model

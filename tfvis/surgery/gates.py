@@ -27,6 +27,7 @@ from typing import Any, Callable
 import keras
 import tensorflow as tf
 
+from tfvis.surgery import _keras
 from tfvis.surgery.graph import graph_of, nodes_in_call_order, with_activation
 from tfvis.surgery.layers import require_graph
 
@@ -90,8 +91,7 @@ def _is_relu_activation(op) -> bool:
 def _is_relu_op(op) -> bool:
     if isinstance(op, keras.layers.ReLU):
         return True
-    kind = type(op)
-    return kind.__name__ in RELU_OPS and kind.__module__.startswith("keras.")
+    return _keras.keras_op_name(op) in RELU_OPS
 
 
 def relu_gates(model, rule: str) -> tuple[dict[int, Callable[..., Any]], int]:
@@ -116,7 +116,7 @@ def relu_gates(model, rule: str) -> tuple[dict[int, Callable[..., Any]], int]:
     def visit(graph) -> None:
         nonlocal count
         for node in nodes_in_call_order(graph):
-            op = node.operation
+            op = _keras.node_operation(node)
             inner = graph_of(op)
             if inner is not None:
                 visit(inner)

@@ -7,7 +7,8 @@ from typing import Any, Callable
 
 import keras
 
-from tfvis.surgery.graph import graph_of, with_activation
+from tfvis.surgery import _keras
+from tfvis.surgery.graph import graph_of, site_segment, with_activation
 from tfvis.surgery.layers import require_graph
 
 # Layers that are the identity at inference time (skipped when reading a head's structure).
@@ -27,21 +28,42 @@ def _activation_name(op) -> str | None:
     return getattr(getattr(op, "activation", None), "__name__", None)
 
 
-def trace_back(tensor, prefix: str = "") -> list[tuple[str, Any, Any]]:
-    """Returns ``(path, operation, node)`` producing ``tensor``, outermost first.
-
-    When the producer is a nested model, its inner producer follows, so the last entry is
-    always a plain layer (or an input layer).
-    """
+def _trace(tensor, graph, prefix: str = "") -> list[tuple[str, Any, Any, Any]]:
+    """``(path, operation, node, graph)`` producing ``tensor`` (a symbolic tensor of
+    ``graph``), outermost first; nested models are followed to the plain layer inside."""
     chain = []
     while True:
-        op, node_index, tensor_index = tensor._keras_history
-        path = prefix + op.name
-        chain.append((path, op, op._inbound_nodes[node_index]))
+        op, _, tensor_index = _keras.keras_history(tensor)
+        node = _keras.producing_node(tensor)
+        if isinstance(op, keras.layers.InputLayer):
+            path = prefix + op.name
+        else:
+            path = prefix + site_segment(graph, node)
+        chain.append((path, op, node, graph))
         inner = graph_of(op)
         if inner is None:
             return chain
-        tensor, prefix = inner.outputs[tensor_index], path + "/"
+        tensor, prefix, graph = inner.outputs[tensor_index], path + "/", inner
+
+
+def trace_back(tensor, prefix: str = "", graph=None) -> list[tuple[str, Any, Any]]:
+    """Returns ``(path, operation, node)`` producing ``tensor``, outermost first.
+
+    When the producer is a nested model, its inner producer follows, so the last entry is
+    always a plain layer (or an input layer). ``graph`` is the graph ``tensor`` belongs to
+    (it names call sites ``name@k``); without it, paths use plain layer names.
+    """
+    if graph is None:
+        chain = []
+        while True:
+            op, _, tensor_index = _keras.keras_history(tensor)
+            path = prefix + op.name
+            chain.append((path, op, _keras.producing_node(tensor)))
+            inner = graph_of(op)
+            if inner is None:
+                return chain
+            tensor, prefix = inner.outputs[tensor_index], path + "/"
+    return [(path, op, node) for path, op, node, _ in _trace(tensor, graph, prefix)]
 
 
 def _parent(path: str) -> str:
@@ -53,7 +75,7 @@ def output_names(model) -> list[str]:
     graph = graph_of(model)
     if graph is None:
         return []
-    return [trace_back(t)[0][1].name for t in graph.outputs]
+    return [_keras.keras_history(t)[0].name for t in graph.outputs]
 
 
 def resolve_output(model, output: int | str | None) -> int | None:
@@ -86,8 +108,8 @@ def logits_replacements(model) -> dict[int, Callable[..., Any]]:
         return {}
     replace = {}
     for tensor in graph.outputs:
-        _, op, _ = trace_back(tensor)[-1]
-        if type(op).__name__ in ("Softmax", "Sigmoid") and _activation_name(op) is None:
+        _, op, _, _ = _trace(tensor, graph)[-1]
+        if _keras.keras_op_name(op) in ("Softmax", "Sigmoid") and _activation_name(op) is None:
             replace[id(op)] = lambda x, *args, **kwargs: x
         elif _activation_name(op) in _SQUASHING:
             view = with_activation(op, keras.activations.linear)
@@ -121,27 +143,32 @@ def gap_dense_head(model, output_index: int) -> GapDenseHead:
         )
 
     def skip(chain, names):
-        path, op, node = chain[-1]
-        while type(op).__name__ in names or (
-            type(op).__name__ == "Activation" and _activation_name(op) in _SQUASHING + ("linear",)
+        path, op, node, where = chain[-1]
+        while _keras.keras_op_name(op) in names or (
+            _keras.keras_op_name(op) == "Activation"
+            and _activation_name(op) in _SQUASHING + ("linear",)
         ):
-            chain = trace_back(node.input_tensors[0], _parent(path))
-            path, op, node = chain[-1]
+            chain = _trace(_keras.node_inputs(node)[0], where, _parent(path))
+            path, op, node, where = chain[-1]
         return chain
 
-    chain = skip(trace_back(graph.outputs[output_index]), ("Softmax",) + _INFERENCE_IDENTITY)
-    path, dense, node = chain[-1]
+    def before(chain):
+        path, _, node, where = chain[-1]
+        return _trace(_keras.node_inputs(node)[0], where, _parent(path))
+
+    chain = skip(_trace(graph.outputs[output_index], graph), ("Softmax",) + _INFERENCE_IDENTITY)
+    path, dense, node, _ = chain[-1]
     if not isinstance(dense, keras.layers.Dense):
         raise fail(f"the output comes from {path!r} ({type(dense).__name__})")
     if _activation_name(dense) not in _SQUASHING + ("linear",):
         raise fail(f"Dense layer {path!r} has a {_activation_name(dense)!r} activation")
-    chain = skip(trace_back(node.input_tensors[0], _parent(path)), _INFERENCE_IDENTITY)
-    path, gap, node = chain[-1]
+    chain = skip(before(chain), _INFERENCE_IDENTITY)
+    path, gap, node, _ = chain[-1]
     if not isinstance(gap, keras.layers.GlobalAveragePooling2D) or gap.keepdims:
         raise fail(f"the Dense layer's input comes from {path!r} ({type(gap).__name__})")
     if gap.data_format != "channels_last":
         raise fail(f"{path!r} pools channels_first data")
-    features = trace_back(node.input_tensors[0], _parent(path))
+    features = before(chain)
     if isinstance(features[-1][1], keras.layers.InputLayer):
         raise fail("the pooling is applied directly to the model input")
-    return GapDenseHead(tuple(p for p, _, _ in features), dense)
+    return GapDenseHead(tuple(p for p, _, _, _ in features), dense)

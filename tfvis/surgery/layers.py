@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
-import difflib
 from typing import Any
 
 import keras
 
-from tfvis.surgery.graph import LayerInfo, graph_of, layer_table
+from tfvis.surgery.graph import (
+    LayerInfo,
+    call_sites_error,
+    describe,
+    graph_of,
+    layer_table,
+    plain_path,
+    unknown_layer_error,
+)
 
 LayerSpec = Any  # str | int | keras.layers.Layer | None
 
 
-def describe(infos: list[LayerInfo], limit: int = 20) -> str:
-    """Formats layer paths and output shapes, one per line."""
-    lines = [f"  {i.path}  {i.shape}" for i in infos[-limit:]]
-    if len(infos) > limit:
-        lines.insert(0, f"  ... ({len(infos) - limit} earlier layers not shown)")
-    return "\n".join(lines)
+def _leaf(path: str) -> str:
+    return path.rsplit("/", 1)[-1]
 
 
 def require_graph(model, why: str) -> None:
@@ -42,7 +45,8 @@ def resolve_layer(model, layer: LayerSpec = None) -> LayerInfo:
 
     Args:
       model: a functional or Sequential Keras model (nested models allowed).
-      layer: a layer name, an ``"outer/inner"`` path into nested models, an int index into
+      layer: a layer name, an ``"outer/inner"`` path into nested models (``name@k`` names
+        call site k of a layer called at several sites), an int index into
         ``model.layers`` (negative counts from the end), a layer object, or None for the last
         layer in call order (searching inside nested models) whose output is rank 4 with
         height and width > 1.
@@ -51,7 +55,8 @@ def resolve_layer(model, layer: LayerSpec = None) -> LayerInfo:
       The resolved `LayerInfo` (its ``path`` is what hooks use).
 
     Raises:
-      ValueError: unknown name (close matches listed), index out of range, no spatial layer.
+      ValueError: unknown name (close matches listed), a layer called at several sites named
+        without ``@k`` (the sites listed), index out of range, no spatial layer.
       TypeError: an unsupported ``layer`` type or a model without a layer graph.
     """
     require_graph(model, "A layer method")
@@ -89,7 +94,9 @@ def resolve_layer(model, layer: LayerSpec = None) -> LayerInfo:
                 f"layer {layer.name!r} is not part of model {model.name!r}. Pass a layer of "
                 "the explained model, or its name."
             )
-        return found[-1]
+        if len(found) > 1:
+            raise call_sites_error(layer.name, [i.path for i in found])
+        return found[0]
     if not isinstance(layer, str):
         raise TypeError(
             f"layer must be a name, path, index, layer object or None, not "
@@ -98,18 +105,18 @@ def resolve_layer(model, layer: LayerSpec = None) -> LayerInfo:
     by_path = {i.path: i for i in table}
     if layer in by_path:
         return by_path[layer]
-    by_leaf = [i for i in table if i.path.rsplit("/", 1)[-1] == layer]
-    if len(by_leaf) == 1:
-        return by_leaf[0]
-    if len(by_leaf) > 1:
+    # A leaf name inside nested models; a layer called at several sites is named "conv@0",
+    # "conv@1" (or "tower@0/conv", "tower@1/conv"), so "conv" alone is not enough.
+    found = [i for i in table if _leaf(i.path) == layer]
+    if not found:
+        found = [i for i in table if layer in (plain_path(i.path), plain_path(_leaf(i.path)))]
+    if len(found) == 1:
+        return found[0]
+    if found and all(i.layer is found[0].layer for i in found):
+        raise call_sites_error(layer, [i.path for i in found])
+    if found:
         raise ValueError(
             f"layer name {layer!r} is ambiguous in model {model.name!r}; use a full path:\n"
-            + describe(by_leaf)
+            + describe(found)
         )
-    names = list(dict.fromkeys(list(by_path) + [p.rsplit("/", 1)[-1] for p in by_path]))
-    close = difflib.get_close_matches(layer, names, n=5, cutoff=0.5)
-    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-    raise ValueError(
-        f"no layer {layer!r} in model {model.name!r}.{hint} Valid layers with spatial "
-        "outputs (path, shape):\n" + describe(spatial or table)
-    )
+    raise unknown_layer_error(model, layer, table)
