@@ -65,29 +65,35 @@ def test_reuse_across_fits_keeps_steps_increasing_without_retrace(tmp_path, data
     assert cb.explainer.traces() == 1
 
 
-def test_callback_does_not_change_training(data):
+def test_callbacks_that_log_do_not_change_training(tmp_path, data):
+    """Both callbacks log after every epoch (TensorBoard and NPZ) and the weights stay those
+    of a fit without them."""
     plain, watched = compiled(), compiled()
-    for model, callbacks in ((plain, []), (watched, [
-        ExplanationLogger("gradcam", data.images[:4], npz_dir=None, png_dir=None,
-                          log_dir="/tmp/unused-never-written", every_n_epochs=5),
-        FeatureEvolution(data.images[:4], png_dir=None, log_dir=None,
-                         npz_dir="/tmp/unused-never-written", every_n_epochs=5),
-    ])):
-        model.fit(data.images, data.labels, epochs=1, batch_size=16, verbose=0,
-                  shuffle=False, callbacks=callbacks)
-    for a, b in zip(plain.get_weights(), watched.get_weights()):
-        np.testing.assert_array_equal(a, b)
-
-
-def test_callback_that_logs_does_not_change_training(tmp_path, data):
-    plain, watched = compiled(), compiled()
-    cb = ExplanationLogger("gradcampp", data.images[:4], log_dir=tmp_path)
-    for model, callbacks in ((plain, []), (watched, [cb])):
+    logger = ExplanationLogger("gradcampp", data.images[:4], log_dir=tmp_path / "tb",
+                               npz_dir=tmp_path / "maps", every_n_epochs=1)
+    evolution = FeatureEvolution(data.images[:4], max_filters=4, log_dir=tmp_path / "features",
+                                 npz_dir=tmp_path / "acts", every_n_epochs=1)
+    for model, callbacks in ((plain, []), (watched, [logger, evolution])):
         model.fit(data.images, data.labels, epochs=2, batch_size=16, verbose=0,
                   shuffle=False, callbacks=callbacks)
     for a, b in zip(plain.get_weights(), watched.get_weights()):
         np.testing.assert_array_equal(a, b)
-    assert len(events(tmp_path)) == 2
+    assert events(tmp_path / "tb") == [("gradcampp/epoch", 1, 4), ("gradcampp/epoch", 2, 4)]
+    saved = np.load(tmp_path / "maps" / "gradcampp_epoch_step_000002.npz")["maps"]
+    direct = tfvis.GradCAMPlusPlus(watched, verbose=0)(data.images[:4])
+    np.testing.assert_allclose(saved, direct.maps, atol=1e-5)  # the final weights' maps
+    tags = {(t, s) for t, s, _ in events(tmp_path / "features")}
+    for step in (1, 2):
+        assert ("kernels/first_conv", step) in tags
+        for path in evolution.paths:
+            assert (f"{path}/top_patches", step) in tags
+            assert (f"{path}/activations", step) in tags
+    last = evolution.paths[-1]
+    acts = np.load(tmp_path / "acts" / f"{last}_max_activation_step_000002.npz")["max"]
+    captured = {}
+    tfvis.surgery.run_graph(watched, tf.constant(data.images[:4]),
+                            hooks={last: lambda a: captured.setdefault("a", a)})
+    np.testing.assert_allclose(acts, captured["a"].numpy()[..., :4].max(axis=(1, 2)), rtol=1e-5)
 
 
 def test_explainer_forms_and_dataset_probe(tmp_path, data):

@@ -211,6 +211,7 @@ def test_capture_equals_full_run_and_runs_only_what_it_needs(kind, fingerprint):
     assert fingerprint(model) == before
 
 
+@pytest.mark.slow
 def test_capture_inside_a_nested_keras_application(fingerprint):
     model = mobilenet_nested()
     before = fingerprint(model)

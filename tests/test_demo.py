@@ -7,6 +7,8 @@ import pytest
 import tfvis
 from tfvis.demo import run_demo
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):

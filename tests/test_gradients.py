@@ -247,6 +247,7 @@ def test_mixed_float16_gates_compute_in_float16(images):
         assert np.abs(e.maps - full.maps).mean() < 0.01, cls.name
 
 
+@pytest.mark.slow
 def test_resnet152_guided_backprop_smoke(fingerprint):
     model = keras.applications.ResNet152(weights=None, input_shape=(64, 64, 3), classes=5)
     relu_layers = [layer for layer in model.layers if isinstance(layer, keras.layers.Activation)

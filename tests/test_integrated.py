@@ -7,7 +7,8 @@ import tensorflow as tf
 from conftest import seeded
 
 import tfvis
-from tfvis.explainers.integrated import gaussian_blur, path_weights
+from tfvis.engine.imageops import gaussian_blur
+from tfvis.explainers.integrated import path_weights
 
 
 def analytic_model():

@@ -14,6 +14,7 @@ def test_there_are_notebooks():
     assert names[:2] == ["01_quickstart", "02_cam_family"] and "05_callbacks" in names
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook_runs_and_draws(path, tmp_path):
     nb = nbformat.read(path, as_version=4)

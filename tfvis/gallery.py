@@ -1,7 +1,8 @@
 """Write galleries of images x methods as PNG files plus an ``index.html`` (no server needed).
 
 Files are written atomically (temporary file + rename) and stay inside the output folder:
-names are sanitised, and existing files are kept unless ``overwrite`` is set.
+names are sanitised, and existing files are kept unless ``overwrite`` is set. OpenCV (the PNG
+encoder) is imported when a PNG is written, not when this module is imported.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 
@@ -42,6 +42,8 @@ def write_atomic(path: Path, data: bytes, overwrite: bool = True) -> None:
 
 def save_png(path: str | os.PathLike, rgb: np.ndarray, overwrite: bool = True) -> Path:
     """Saves a uint8 RGB (or grey) image as PNG, atomically."""
+    import cv2  # deferred: only encoding needs OpenCV
+
     image = np.asarray(rgb)
     if image.dtype != np.uint8:
         raise TypeError("save_png expects uint8 pixels; use tfvis.plotting.to_uint8_rgb")

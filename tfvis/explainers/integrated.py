@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, fields
 from types import MappingProxyType
 from typing import Any, Callable, Union
 
@@ -11,6 +10,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfvis.checks import positive_int
+from tfvis.engine.imageops import gaussian_blur
 from tfvis.explainers.gradients import InputGradients
 from tfvis.explainers.sampling import stacked, stream, unstacked
 from tfvis.explanation import Explanation
@@ -19,16 +19,8 @@ BaselineLike = Union[str, float, np.ndarray, Callable[[tf.Tensor], tf.Tensor]]
 METHODS = ("riemann", "trapezoid")
 
 
-@dataclass(frozen=True)
-class IntegratedGradientsExplanation(Explanation):
-    """An `Explanation` with the completeness gap of each sample.
-
-    Attributes:
-      delta: float32 ``(N,)``, ``sum(raw) - (f(x) - f(baseline))``; zero for an exact
-        integral (the completeness axiom). A large gap means too few ``steps``.
-    """
-
-    delta: np.ndarray | None = None
+#: Deprecated alias: the completeness gap is in ``extras`` (``e.delta``).
+IntegratedGradientsExplanation = Explanation
 
 
 def path_weights(steps: int, method: str) -> tuple[np.ndarray, np.ndarray]:
@@ -44,23 +36,6 @@ def path_weights(steps: int, method: str) -> tuple[np.ndarray, np.ndarray]:
     weights = np.full(steps, 1.0 / (steps - 1))
     weights[[0, -1]] /= 2
     return np.linspace(0.0, 1.0, steps), weights
-
-
-def gaussian_blur(x: tf.Tensor, sigma: tf.Tensor) -> tf.Tensor:
-    """Separable Gaussian blur of an ``(N, H, W, C)`` batch, normalised at the borders."""
-    radius = tf.cast(tf.math.ceil(3.0 * sigma), tf.int32)
-    t = tf.cast(tf.range(-radius, radius + 1), tf.float32)
-    kernel = tf.exp(-0.5 * tf.square(t / sigma))
-    kernel = kernel / tf.reduce_sum(kernel)
-    channels = tf.shape(x)[-1]
-
-    def blur(images):
-        rows = tf.tile(tf.reshape(kernel, [-1, 1, 1, 1]), [1, 1, channels, 1])
-        cols = tf.reshape(rows, [1, -1, channels, 1])
-        images = tf.nn.depthwise_conv2d(images, rows, [1, 1, 1, 1], "SAME")
-        return tf.nn.depthwise_conv2d(images, cols, [1, 1, 1, 1], "SAME")
-
-    return blur(x) / blur(tf.ones_like(x[:1]))
 
 
 class IntegratedGradients(InputGradients):
@@ -181,7 +156,7 @@ class IntegratedGradients(InputGradients):
         delta = tf.reduce_sum(attributions, axes) - (scores - baseline_scores)
         return attributions, scores, class_weights, delta
 
-    def _assemble(self, raw, scores, used, resolved, delta) -> IntegratedGradientsExplanation:
+    def _assemble(self, raw, scores, used, resolved, delta) -> Explanation:
         explanation = super()._assemble(raw, scores, used, resolved)
         total = raw.reshape(len(raw), -1).sum(axis=1, dtype=np.float64)
         change = total - delta
@@ -194,5 +169,4 @@ class IntegratedGradients(InputGradients):
                 "for a more accurate integral",
                 stacklevel=3,
             )
-        values = {f.name: getattr(explanation, f.name) for f in fields(explanation)}
-        return IntegratedGradientsExplanation(**values, delta=delta.astype(np.float32))
+        return explanation.with_extras(delta=delta.astype(np.float32))

@@ -1,6 +1,31 @@
-"""Plotting: numpy/OpenCV image helpers and matplotlib figures (never call ``show()``)."""
+"""Plotting: numpy image helpers and matplotlib figures (never call ``show()``).
+
+Importing this package loads neither matplotlib nor OpenCV: they are imported by the
+functions that draw, on first use. The computation explainers need (`normalize`) lives in
+`tfvis.engine.imageops` and is re-exported here.
+"""
 
 from tfvis.plotting.figures import grid, show_map
-from tfvis.plotting.images import colorize, normalize, overlay, resize, to_uint8_rgb
+from tfvis.plotting.images import (
+    colorize,
+    image_batch,
+    map_batch,
+    normalize,
+    overlay,
+    resize,
+    tile,
+    to_uint8_rgb,
+)
 
-__all__ = ["colorize", "grid", "normalize", "overlay", "resize", "show_map", "to_uint8_rgb"]
+__all__ = [
+    "colorize",
+    "grid",
+    "image_batch",
+    "map_batch",
+    "normalize",
+    "overlay",
+    "resize",
+    "show_map",
+    "tile",
+    "to_uint8_rgb",
+]
