@@ -277,6 +277,7 @@ def test_mixed_float16_gives_finite_float32_maps(images):
         np.testing.assert_allclose(e.maps, full.maps, atol=0.05)  # float16 rounding only
 
 
+@pytest.mark.slow
 def test_resnet152_smoke():
     """The deepest standard backbone, at a small input: auto layer, finite maps."""
     model = keras.applications.ResNet152(weights=None, input_shape=(64, 64, 3), classes=5)

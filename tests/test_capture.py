@@ -445,7 +445,7 @@ def test_shared_layer_in_heads_gates_and_explainers(fingerprint):
     assert gap_dense_head(model, 0).feature_paths == ("conv@1",)
     _, count = relu_gates(model, "guided")
     assert count == 2  # both call sites of the fused relu are gated
-    cam = tfvis.CAM(model, verbose=0)
+    cam = tfvis.CAM(model, relu=True, verbose=0)
     assert cam.layer == "conv@1"
     grad = tfvis.GradCAM(model, layer="conv@1", verbose=0)
     a, b = cam.explain(x, targets=1), grad.explain(x, targets=1)

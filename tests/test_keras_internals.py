@@ -130,3 +130,18 @@ def test_detach_view():
     assert view._tracker.config["trainable_variables"][1] is view._trainable_variables
     np.testing.assert_allclose(view(np.ones((1, 4), np.float32)).numpy(),
                                layer(np.ones((1, 4), np.float32)).numpy())
+
+
+def test_recording_nothing():
+    inp = keras.Input((4,))
+    out = keras.layers.Dense(2, activity_regularizer="l2", name="reg")(inp)
+    model = keras.Model(inp, out)
+    model(np.ones((1, 4), np.float32))  # the user's own call records a loss
+    kept = [float(v) for v in model.losses]
+    layer = model.get_layer("reg")
+    with _keras.recording_nothing(model):
+        layer(np.full((1, 4), 3.0, np.float32))
+    assert [float(v) for v in model.losses] == kept and len(kept) == 1
+    with _keras.recording_nothing(model, stateless=False):
+        layer(np.full((1, 4), 5.0, np.float32))  # records, then is put back
+    assert [float(v) for v in model.losses] == kept

@@ -11,8 +11,9 @@ import pytest
 import tensorflow as tf
 
 import tfvis
+from tfvis.engine.imageops import gaussian_blur
 from tfvis.engine.perturbation import MaskSet, chunk_size, pair_chunks
-from tfvis.explainers.occlusion import gaussian_blur, patch_positions
+from tfvis.explainers.occlusion import patch_positions
 from conftest import gap_dense_model
 
 
@@ -93,7 +94,7 @@ def test_occlusion_blur_fill_is_the_blurred_image():
     model, w = linear_model((9, 8, 1))
     x = np.random.default_rng(3).random((1, 9, 8, 1)).astype("float32")
     result = tfvis.Occlusion(model, patch_size=4, stride=2, fill="blur", verbose=0)(x)
-    blurred = gaussian_blur(x, (2.0, 2.0))[0]
+    blurred = gaussian_blur(x, (2.0, 2.0)).numpy()[0]
     # Independent reference of the blur: OpenCV with reflected (BORDER_REFLECT_101) borders.
     reference = cv2.GaussianBlur(x[0, ..., 0], (13, 13), 2.0, borderType=cv2.BORDER_REFLECT_101)
     np.testing.assert_allclose(blurred[..., 0][3:-3, 3:-3], reference[3:-3, 3:-3], atol=1e-5)
@@ -428,3 +429,161 @@ def test_mixed_precision_gives_float32_maps():
     result = tfvis.RISE(model, num_masks=20, seed=0, verbose=0)(x)
     assert result.maps.dtype == np.float32 and result.raw.dtype == np.float32
     assert np.all(np.isfinite(result.raw))
+
+
+# -- the generalised engine: per-image masks, perturbation at a layer -------------------------
+
+
+def test_stream_per_image_masks_context_rows_and_accumulator_shape():
+    from tfvis.engine.perturbation import pair_step, stream
+
+    rng = np.random.default_rng(20)
+    n, m, h, w = 3, 4, 5, 6
+    tensors = rng.random((n, h, w, 2)).astype("float32")
+    fill = rng.random((n, h, w, 2)).astype("float32")
+    keep = rng.random((n, m, h, w)).astype("float32")  # one mask per image and mask index
+    weight = rng.random((n, m, 2, 3)).astype("float32")  # accumulated at another resolution
+    factor = rng.random(n).astype("float32")  # per-image context
+
+    def render(params, height, width):
+        return params[0], params[1]
+
+    def score(perturbed, rows):
+        total = tf.reduce_sum(perturbed, axis=(1, 2, 3))
+        return total * rows[0], tf.zeros_like(rows[0], "int32")
+
+    step = pair_step(score, render, per_image=True)
+    masks = MaskSet((keep, weight), per_image=True)
+    assert masks.count == m
+    expected = np.array([[np.sum(fill[i] + keep[i, j][..., None] * (tensors[i] - fill[i]))
+                          * factor[i] for j in range(m)] for i in range(n)])
+    for size in (1, 5, 12):
+        result = stream(step, tensors, fill, (factor,), masks, size, keep_scores=True,
+                        accumulator=(2, 3))
+        np.testing.assert_allclose(result.scores, expected, rtol=1e-5)
+        np.testing.assert_allclose(result.accumulated,
+                                   np.einsum("nm,nmhw->nhw", expected, weight), rtol=1e-5)
+    with pytest.raises(ValueError, match="per-image mask parameters"):
+        stream(step, tensors[:2], fill[:2], (factor[:2],), masks, 4)
+
+
+def test_stream_at_a_layer_feeds_the_rest_of_the_network():
+    """Channels of c1 dropped: fed activations == hooks on a full forward == eager layers."""
+    from tfvis.engine.perturbation import pair_step, stream
+    from tfvis.surgery import capture, run_graph
+
+    model = gap_dense_model(activation=None)
+    x = np.random.default_rng(21).random((2, 16, 20, 3)).astype("float32")
+    acts = capture(model, x, ["c1"])["c1"].numpy()
+    channels = acts.shape[-1]
+
+    def render(params, height, width):
+        return (1.0 - tf.one_hot(params[0], channels))[:, None, None, :], None
+
+    def score(perturbed, rows):
+        out = run_graph(model, rows[0], feed={"c1": perturbed})
+        return out[:, 1], tf.argmax(out, -1)
+
+    step = pair_step(score, render)
+    result = stream(step, acts, np.zeros_like(acts), (x,),
+                    MaskSet((np.arange(channels, dtype="int32"),)), 5, keep_scores=True)
+    for i in range(2):
+        for k in range(channels):
+            keep = 1.0 - np.eye(channels, dtype="float32")[k]
+            hooked = run_graph(model, x[i:i + 1], hooks={"c1": lambda a: a * keep})
+            ablated = acts[i:i + 1] * keep
+            eager = model.get_layer("c2")(ablated)
+            eager = model.get_layer("head")(model.get_layer("gap")(eager))
+            np.testing.assert_allclose(result.scores[i, k], hooked.numpy()[0, 1], rtol=1e-5)
+            np.testing.assert_allclose(result.scores[i, k], eager.numpy()[0, 1], rtol=1e-5)
+            assert result.top[i, k] == eager.numpy()[0].argmax()
+
+
+def test_task_targets_are_scored():
+    from tfvis.targets import Regression
+
+    inp = keras.Input((8, 10, 3))
+    x = keras.layers.Conv2D(3, 3, activation="relu",
+                            kernel_initializer=keras.initializers.GlorotUniform(4))(inp)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    dense = keras.layers.Dense(1, kernel_initializer=keras.initializers.GlorotUniform(5))
+    model = keras.Model(inp, dense(x))
+    images = np.random.default_rng(22).random((2, 8, 10, 3)).astype("float32")
+    for cls, options in ((tfvis.RISE, {"num_masks": 12, "seed": 0}),
+                         (tfvis.Occlusion, {"patch_size": 4}),
+                         (tfvis.ScoreCAM, {"relu": False}), (tfvis.AblationCAM, {"relu": False})):
+        explainer = cls(model, verbose=0, **options)
+        task = explainer(images, targets=Regression())
+        by_callable = explainer(images, targets=lambda out: out[:, 0])
+        np.testing.assert_allclose(task.raw, by_callable.raw, rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(task.scores, model(images).numpy()[:, 0], rtol=1e-5)
+
+
+# -- multi-input models: the explained input is perturbed, the others held fixed -------------
+
+
+class ConstantVector(keras.layers.Layer):
+    """Outputs the same vector for every sample of its input's batch."""
+
+    def __init__(self, vector, **kwargs):
+        super().__init__(**kwargs)
+        self.vector = np.asarray(vector, "float32")
+
+    def call(self, x):
+        return tf.zeros((tf.shape(x)[0], 1)) + self.vector[None]
+
+    def compute_output_shape(self, shape):
+        return (shape[0], len(self.vector))
+
+
+def image_and_vector_model():
+    """Concatenate(GAP(conv(image)), Dense(vector)) -> ReLU mix -> Dense; and the layers."""
+    init = keras.initializers.GlorotUniform
+    layers = {
+        "conv": keras.layers.Conv2D(4, 3, strides=2, padding="same", activation="relu",
+                                    name="conv", kernel_initializer=init(6)),
+        "gap": keras.layers.GlobalAveragePooling2D(name="gap"),
+        "vec": keras.layers.Dense(3, name="vec", kernel_initializer=init(7)),
+        "cat": keras.layers.Concatenate(name="cat"),
+        "mix": keras.layers.Dense(6, activation="relu", name="mix", kernel_initializer=init(8),
+                                  bias_initializer=keras.initializers.Constant(0.1)),
+        "head": keras.layers.Dense(3, name="head", kernel_initializer=init(9)),
+    }
+    image, vector = keras.Input((12, 16, 3), name="image"), keras.Input((5,), name="vector")
+    return keras.Model([image, vector], head_of(layers, image, vector)), layers
+
+
+def head_of(layers, image, vector):
+    features = layers["cat"]([layers["gap"](layers["conv"](image)), layers["vec"](vector)])
+    return layers["head"](layers["mix"](features))
+
+
+def with_constant_vector(layers, vector):
+    image = keras.Input((12, 16, 3), name="image")
+    return keras.Model(image, head_of(layers, image, ConstantVector(vector)(image)))
+
+
+MULTI = {"occlusion": {"patch_size": 4, "stride": 4}, "rise": {"num_masks": 12, "seed": 0},
+         "scorecam": {"relu": False}, "ablationcam": {"relu": False}}
+
+
+@pytest.mark.parametrize("method", list(MULTI))
+def test_multi_input_perturbs_the_image_and_holds_the_vector(method):
+    model, layers = image_and_vector_model()
+    rng = np.random.default_rng(23)
+    images = rng.random((3, 12, 16, 3)).astype("float32")
+    vectors = rng.normal(size=(3, 5)).astype("float32")
+    cls = tfvis.REGISTRY[method]
+    explainer = cls(model, input=0, batch_size=7, verbose=0, **MULTI[method])
+    result = explainer([images, vectors], targets=1)
+    assert result.raw.shape == (3, 12, 16) and np.ptp(result.raw, axis=(1, 2)).min() > 0
+    by_name = explainer({"vector": vectors, "image": images}, targets=1)
+    np.testing.assert_array_equal(by_name.raw, result.raw)
+    for i in range(3):  # equal to a single-input model in which the vector is a constant
+        single = cls(with_constant_vector(layers, vectors[i]), verbose=0, **MULTI[method])
+        alone = single(images[i], targets=1)
+        np.testing.assert_allclose(alone.raw[0], result.raw[i], rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(alone.scores[0], result.scores[i], rtol=1e-5)
+    changed = explainer([images, vectors[::-1]], targets=1)
+    for i in (0, 2):  # another vector, another explanation
+        assert not np.allclose(changed.raw[i], result.raw[i], rtol=1e-3, atol=1e-6)

@@ -48,7 +48,10 @@ class ExplanationLogger(keras.callbacks.Callback):
         pairs), read once through its own iterator.
       targets: ``"predicted"`` (top-1 class at log time), ``"labels"`` (the true labels from
         ``labels`` or the dataset), or anything `Explainer.explain` accepts as targets.
-      labels: true labels of the probe images (for ``targets="labels"``).
+      labels: true labels of the probe images (for ``targets="labels"``): integer class ids
+        ``(N,)`` or ``(N, 1)`` (the layout of ``keras.datasets``), or ``(N, K)`` one-hot or
+        soft weights with K > 1; read exactly as `Explainer.explain` reads targets, so a
+        float ``(N, 1)`` array is refused as ambiguous.
       every_n_epochs: log after every N-th epoch.
       every_n_batches: also log after every N-th training batch (None: never).
       log_dir: TensorBoard folder (``tf.summary.image`` with one image per probe).
@@ -123,8 +126,10 @@ class ExplanationLogger(keras.callbacks.Callback):
                 return None
             if labels is None:
                 raise ValueError("targets='labels' needs labels= or a dataset of (x, y) pairs")
-            labels = np.asarray(labels)
-            return labels.argmax(-1) if labels.ndim == 2 else labels.astype(np.int64).reshape(-1)
+            # Passed on as they are: `Explainer.explain` parses them with the one target
+            # parser (`tfvis.targets.resolve_targets`): integer (N,) or (N, 1) labels are class
+            # ids, (N, K) arrays one-hot or soft weights, and an ambiguous layout is an error.
+            return np.asarray(labels)
         return self.targets
 
     def log(self, step: int, kind: str = "epoch") -> None:

@@ -1,21 +1,28 @@
 """The perturbation engine: (image x mask) pairs streamed through a model in fixed-size chunks.
 
-Perturbation methods (occlusion, RISE, ...) score a model on many masked copies of each image
-and combine the scores with the masks. Materialising every copy needs memory proportional to
-the number of masks; this engine never does. Pairs are numbered image-major
-(``k = image * M + mask``); a `tf.data` pipeline yields chunks of at most ``batch_size`` pair
-indices (prefetched; the last chunk is padded and flagged invalid, so nothing retraces), and one
-compiled step per chunk
+Perturbation methods (occlusion, RISE, Score-CAM, Ablation-CAM, ...) score a model on many
+perturbed copies of each image and combine the scores with the masks. Materialising every
+copy needs memory proportional to the number of masks; this engine never does. Pairs are
+numbered image-major (``k = image * M + mask``); a `tf.data` pipeline yields chunks of at most
+``batch_size`` pair indices (prefetched; the last chunk is padded and flagged invalid, so
+nothing retraces), and one compiled step per chunk
 
-1. renders the chunk's masks at full resolution from small per-mask parameters (a few numbers
-   per mask, e.g. a patch corner or a coarse random grid),
-2. blends ``fill + keep * (image - fill)``,
-3. runs the model once on the chunk of perturbed images and scores the target,
-4. adds ``score * weight`` into an ``(N, H, W)`` accumulator (a scatter-add by image index).
+1. gathers the chunk's mask parameters (small per-mask arrays, e.g. a patch corner or a
+   coarse random grid, shared by all images; or per-image arrays, e.g. the image's own
+   activation maps) and renders its masks,
+2. blends ``fill + keep * (x - fill)``, where ``x`` is what is perturbed: the images, or a
+   layer's activations computed once per image,
+3. scores the chunk of perturbed tensors with the method's score function, which gets the
+   chunk's rows of per-image context arrays (class weights, the model's other inputs, ...)
+   and decides where the perturbed tensor goes: into the model's input, or fed as a layer's
+   output so that only the network after that layer runs (`tfvis.surgery.run_graph`'s
+   ``feed``),
+4. adds ``score * weight`` into an ``(N, h, w)`` accumulator (a scatter-add by image index),
+   and/or hands back every pair's score.
 
-Peak memory is one chunk plus the accumulator: it does not grow with the number of masks. The
-step runs wherever TensorFlow places it (the GPU when it sees one); the inputs, fill values and
-accumulator are put on that device once per run.
+Peak memory is one chunk plus the accumulator and the per-image arrays: it does not grow with
+the number of masks. The step runs wherever TensorFlow places it (the GPU when it sees one);
+the tensors, fill values and context are put on that device once per run.
 """
 
 from __future__ import annotations
@@ -29,29 +36,37 @@ import tensorflow as tf
 
 from tfvis.engine.compiled import compile_step
 
-#: ``(params chunk, height, width) -> (keep (B, H, W), weight (B, H, W))``, pure TF.
-#: ``keep`` is 1 where the image is kept and 0 where the fill shows; ``weight`` is what the
-#: score is accumulated against (the mask itself for RISE, the patch for occlusion).
+#: ``(params rows, height, width) -> (keep, weight)``, pure TF; ``height``/``width`` are those
+#: of the perturbed tensor. ``keep`` is 1 where the tensor is kept and 0 where the fill shows,
+#: ``(B, H, W)`` (every channel alike) or broadcastable to ``(B, H, W, C)`` (e.g.
+#: ``(B, 1, 1, C)`` to drop channels). ``weight`` is what the score is accumulated against,
+#: ``(B, h, w)`` like the accumulator (the mask itself for RISE, the patch for occlusion), or
+#: None when nothing is accumulated (the pair scores are the result).
 RenderFn = Callable[[tuple, tf.Tensor, tf.Tensor], tuple]
-#: ``(perturbed inputs (B, H, W, C), class weights (B, K)) -> (scores (B,), top class (B,))``.
-ScoreFn = Callable[[tf.Tensor, tf.Tensor], tuple]
+#: ``(perturbed (B, H, W, C), context rows) -> (scores (B,), top class (B,))``: the context
+#: rows are the chunk's rows of the per-image context arrays (gathered by image index).
+ScoreFn = Callable[[tf.Tensor, tuple], tuple]
 
 
 @dataclass(frozen=True)
 class MaskSet:
-    """M masks over one image size, held as small per-mask parameters.
+    """M masks, held as small parameters rendered chunk by chunk.
 
     Attributes:
-      params: arrays sharing a leading axis of length M (e.g. patch corners, or coarse grids
-        and shifts); a chunk's rows are gathered and rendered inside the compiled step.
+      params: arrays sharing a leading axis of length M (one row per mask, shared by every
+        image: patch corners, coarse grids and shifts, channel indices); with ``per_image``,
+        leading axes ``(N, M)`` (one row per image and mask: e.g. each image's own activation
+        maps). A chunk's rows are gathered and rendered inside the compiled step.
+      per_image: whether the params have the ``(N, M, ...)`` layout.
     """
 
     params: tuple
+    per_image: bool = False
 
     @property
     def count(self) -> int:
-        """The number of masks M."""
-        return len(self.params[0])
+        """The number of masks M (per image)."""
+        return int(np.shape(self.params[0])[1 if self.per_image else 0])
 
 
 @dataclass(frozen=True)
@@ -59,7 +74,8 @@ class StreamResult:
     """What `stream` returns (numpy arrays).
 
     Attributes:
-      accumulated: ``(N, H, W)``, ``sum_j score[i, j] * weight_j``.
+      accumulated: ``(N, h, w)``, ``sum_j score[i, j] * weight_ij`` (zeros when the render
+        gives no weight).
       scores: ``(N, M)`` target score of every perturbed image, when ``keep_scores``.
       top: ``(N, M)`` top-1 class of every perturbed image, when ``keep_scores``.
     """
@@ -69,28 +85,46 @@ class StreamResult:
     top: np.ndarray | None = None
 
 
-def pair_step(score: ScoreFn, render: RenderFn):
+def blend(x: tf.Tensor, fill: tf.Tensor, keep: tf.Tensor) -> tf.Tensor:
+    """The combine rule of a perturbation: ``fill + keep * (x - fill)``.
+
+    ``keep`` is ``(B, H, W)`` (every channel alike) or broadcastable to ``x``'s
+    ``(B, H, W, C)``.
+    """
+    keep = tf.cast(keep, x.dtype)
+    if keep.shape.rank == 3:
+        keep = keep[..., None]
+    return fill + keep * (x - fill)
+
+
+def pair_step(score: ScoreFn, render: RenderFn, *, per_image: bool = False):
     """Compiles the per-chunk step of `stream` (traced once per input signature).
 
     Args:
       score: model and target, see `ScoreFn`.
       render: mask rendering, see `RenderFn`.
+      per_image: whether the mask params are per image (`MaskSet.per_image`).
 
     Returns:
-      A `tf.function` ``(acc, images, fill, weights, params, image, mask, valid) ->
+      A `tf.function` ``(acc, tensors, fill, context, params, image, mask, valid) ->
       (acc, scores, top)`` where ``image``/``mask`` are ``(B,)`` pair indices and ``valid``
       is 0 for padding.
     """
 
-    def step(acc, images, fill, weights, params, image, mask, valid):
-        size = tf.shape(images)
-        keep, weight = render(tuple(tf.gather(p, mask) for p in params), size[1], size[2])
-        base = tf.gather(fill, image)
-        perturbed = base + keep[..., None] * (tf.gather(images, image) - base)
-        scores, top = score(perturbed, tf.gather(weights, image))
+    def step(acc, tensors, fill, context, params, image, mask, valid):
+        size = tf.shape(tensors)
+        if per_image:
+            at = tf.stack([image, mask], axis=1)
+            rows = tuple(tf.gather_nd(p, at) for p in params)
+        else:
+            rows = tuple(tf.gather(p, mask) for p in params)
+        keep, weight = render(rows, size[1], size[2])
+        perturbed = blend(tf.gather(tensors, image), tf.gather(fill, image), keep)
+        scores, top = score(perturbed, tuple(tf.gather(c, image) for c in context))
         scores = tf.cast(scores, tf.float32)
-        contribution = (scores * valid)[:, None, None] * tf.cast(weight, tf.float32)
-        acc = tf.tensor_scatter_nd_add(acc, image[:, None], contribution)
+        if weight is not None:
+            contribution = (scores * valid)[:, None, None] * tf.cast(weight, tf.float32)
+            acc = tf.tensor_scatter_nd_add(acc, image[:, None], contribution)
         return acc, scores, tf.cast(top, tf.int32)
 
     return compile_step(step)
@@ -128,46 +162,54 @@ def _on_device(array) -> tf.Tensor:
 
 def stream(
     step,
-    images: np.ndarray,
+    tensors: np.ndarray,
     fill: np.ndarray,
-    weights: np.ndarray,
+    context: tuple,
     masks: MaskSet,
     batch_size: int,
     *,
     keep_scores: bool = False,
     verbose: int = 0,
     chunks: tf.data.Dataset | None = None,
+    accumulator: tuple | None = None,
 ) -> StreamResult:
     """Scores every (image, mask) pair in chunks of ``batch_size`` and accumulates.
 
     Args:
-      step: from `pair_step`.
-      images: float32 ``(N, H, W, C)``.
+      step: from `pair_step` (with ``per_image`` matching ``masks``).
+      tensors: float32 ``(N, H, W, C)``, what is perturbed: the images, or a layer's
+        activations of each image.
       fill: float32 ``(N, H, W, C)``, what shows where a mask's ``keep`` is 0.
-      weights: float32 ``(N, K)`` class weights per image (passed to the score function).
-      masks: the mask parameters.
-      batch_size: the most perturbed images per model call (see `chunk_size`).
+      context: per-image arrays (each ``(N, ...)``) whose rows the score function gets, e.g.
+        the class weights and the model's other inputs.
+      masks: the mask parameters (per image: leading axes ``(N, M)``).
+      batch_size: the most perturbed tensors per model call (see `chunk_size`).
       keep_scores: also return every pair's score and top-1 class (``N * M`` numbers).
       verbose: 1 shows a progress bar when there are several chunks.
       chunks: a cached `pair_chunks` dataset for these sizes and the `chunk_size` (built
         when None).
+      accumulator: ``(h, w)`` of the accumulated maps (default: ``tensors``' ``(H, W)``).
 
     Returns:
       A `StreamResult`.
     """
-    n, m = len(images), masks.count
+    n, m = len(tensors), masks.count
+    if masks.per_image and any(len(p) != n for p in masks.params):
+        raise ValueError(f"per-image mask parameters have {[len(p) for p in masks.params]} "
+                         f"rows for {n} images")
     batch_size = chunk_size(n * m, batch_size)
     if chunks is None:
         chunks = pair_chunks(n, m, batch_size)
     count = -(-n * m // batch_size)
-    acc = tf.zeros(images.shape[:3], tf.float32)
-    args = [_on_device(a) for a in (images, fill, weights)]
+    acc = tf.zeros((n, *(accumulator or tensors.shape[1:3])), tf.float32)
+    args = [_on_device(a) for a in (tensors, fill)]
+    context = tuple(_on_device(c) for c in context)
     params = tuple(_on_device(p) for p in masks.params)
     scores = np.zeros(n * m if keep_scores else 0, np.float32)
     top = np.zeros(n * m if keep_scores else 0, np.int32)
     bar = keras.utils.Progbar(count, unit_name="chunk") if verbose and count > 1 else None
     for c, (image, mask, valid) in enumerate(chunks):
-        acc, chunk_scores, chunk_top = step(acc, *args, params, image, mask, valid)
+        acc, chunk_scores, chunk_top = step(acc, *args, context, params, image, mask, valid)
         if keep_scores:
             start = c * batch_size
             stop = min(start + batch_size, n * m)

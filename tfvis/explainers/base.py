@@ -26,6 +26,7 @@ from tfvis.engine.imageops import normalize
 from tfvis.explanation import Explanation
 from tfvis.inputs import Source, as_source, input_shape, model_inputs, resolve_input
 from tfvis.surgery import graph_of, layer_table, logits_replacements, resolve_output, run_graph
+from tfvis.surgery.layers import require_built, saved_model_layers
 from tfvis.targets import Targets, TargetsLike, Task, class_scores, resolve_targets
 
 ScoreFn = Callable[[Any], tuple]
@@ -68,12 +69,23 @@ class Explainer:
         to. Without it, a multi-output model needs callable targets.
       logits: explain the pre-activation score when an output ends in softmax or sigmoid
         (separate layer or fused), computed without modifying the model. False keeps the
-        activated output.
+        activated output. A model holding a SavedModel (`keras.layers.TFSMLayer`) is
+        explained as it is, with a warning: a softmax inside the SavedModel's graph cannot
+        be bypassed. Each `Explanation` records in ``extras["logits"]`` (``e.logits``) whether
+        its scores are known to be pre-activation values: False where the activated output
+        is kept (``logits=False`` on a softmax/sigmoid output) or where the model hides its
+        graph (a SavedModel, a subclassed model), so a final activation could not be
+        bypassed.
       batch_size: default number of samples per compiled chunk.
       verbose: 1 shows a progress bar when work spans several chunks; 0 is quiet.
       input: for multi-input models, the explained input (name or index); default: the only
         image-shaped (rank-4) input. `explain` then takes a list (model order) or a dict (by
         input name) of arrays, the other inputs being held fixed.
+
+    Raises:
+      TypeError: ``model`` is not a Keras model.
+      ValueError: an unbuilt Sequential model (tfvis never builds it, which would change it),
+        or an unknown ``output`` or ``input``.
     """
 
     name: ClassVar[str] = ""
@@ -96,6 +108,7 @@ class Explainer:
     ) -> None:
         if not isinstance(model, keras.Model):
             raise TypeError(f"model must be a keras.Model, got {type(model).__name__}")
+        require_built(model)
         self.model = model
         self.inputs = model_inputs(model)
         self.input_index = resolve_input(model, input)
@@ -108,6 +121,19 @@ class Explainer:
             logging.getLogger("tfvis").info(
                 "%s explains logits: the softmax/sigmoid of %s is bypassed (logits=False keeps "
                 "the activated outputs)", type(self).__name__, ", ".join(bypassed))
+        #: TFSMLayers of the model: a final softmax inside one is explained as it is.
+        self.saved_models = saved_model_layers(model)
+        if self.logits and self.saved_models:
+            warnings.warn(
+                f"{type(self).__name__}: this model's outputs are explained as they are; a "
+                "final softmax inside a SavedModel cannot be bypassed (TFSMLayer "
+                f"{', '.join(map(repr, self.saved_models))}). Scores and maps are of the "
+                "SavedModel's outputs, which may be probabilities, not logits.",
+                stacklevel=3,
+            )
+        #: Whether explained scores are pre-activation values (``Explanation.extras["logits"]``).
+        self.logits_used = not self.saved_models and graph_of(model) is not None and (
+            bool(self.replace) or not logits_replacements(model))
         self.batch_size = _check_batch_size(batch_size)
         self.verbose = verbose
         self.layer: str | None = None
@@ -287,7 +313,17 @@ class Explainer:
           batch_size: samples per compiled chunk (default: the explainer's ``batch_size``).
 
         Returns:
-          An `Explanation`.
+          An `Explanation`, whose ``extras["logits"]`` says whether the scores are
+          pre-activation values (see the class docstring).
+
+        Retracing: work runs in chunks of ``min(batch_size, number of samples)`` rows (the
+        last chunk padded to that size), through one compiled step per target kind (class
+        targets; each callable; each task type). A step traces once for its first chunk
+        shape; the first *different* chunk shape traces one shape-relaxed version (batch
+        axis None) that serves every later size. So a call with a new batch size or sample
+        count retraces at most once per new padded chunk shape, and never more than twice per
+        target kind in all; e.g. 5, 3 then 7 samples with ``batch_size=4`` run chunks of 4,
+        3 and 4 rows and trace twice. New class ids never retrace. `traces` counts them.
         """
         source, resolved, chunks = self._start(inputs, targets, batch_size)
         raw, scores, used, *extra = runner.collect(chunks)
@@ -356,7 +392,8 @@ class Explainer:
             targets = used
         else:
             targets = used.argmax(axis=-1)
-        return Explanation(maps, raw, targets, scores.astype(np.float32), self.name, self.layer)
+        return Explanation(maps, raw, targets, scores.astype(np.float32), self.name, self.layer,
+                           extras={"logits": self.logits_used})
 
     def to_maps(self, raw: np.ndarray) -> np.ndarray:
         """Grey maps from raw values: pixel-space ``(N, H, W, C)`` -> max |.| over channels."""

@@ -1,4 +1,5 @@
-"""The CAM family: a class activation map is ``ReLU(sum_k w_k A_k)`` upsampled to the input.
+"""The CAM family: a class activation map is ``ReLU(sum_k w_k A_k)`` upsampled to the input
+(CAM itself, as in Zhou et al., keeps the signed ``sum_k w_k A_k``: ``relu=False`` by default).
 
 Each variant is only its weight formula, ``channel_weights(acts, grads, class_weights)``,
 returning channel weights ``(N, C)`` or element-wise weights ``(N, h, w, C)``; a variant whose
@@ -93,12 +94,28 @@ class CAM(_CAMFamily):
     The channel weights are the class's column of the Dense layer that follows global average
     pooling: ``M_c = sum_k W[k, c] A_k``. Needs that head (otherwise a ValueError says so) and
     class targets (int, per-sample ints, one-hot or soft weights).
+
+    Unlike the rest of the CAM family, the map is **signed by default** (``relu=False``), as in
+    the paper (whose code min-max normalises ``M_c``, subtracting its minimum; no ReLU):
+    regions that argue against the class are the low end of ``maps`` rather than clipped to
+    zero. With ``relu=True`` CAM applies Grad-CAM's ReLU, and on a GAP -> Dense head with
+    logit targets ``ReLU(CAM raw) / (h * w)`` equals Grad-CAM's raw map, so the two normalised
+    maps are identical.
+
+    Args:
+      model: a functional or Sequential model with a GAP -> Dense head.
+      layer: None (the features pooled by the head) or a name, path or layer for them.
+      relu: False (default, the paper's signed map) or True (positive evidence only).
+      **kwargs: `Explainer` options (``output``, ``logits``, ``batch_size``, ``verbose``).
     """
 
     name = "cam"
     title = "CAM"
     gallery_order = 10
     uses_gradients = False
+
+    def __init__(self, model, layer: Any = None, *, relu: bool = False, **kwargs) -> None:
+        super().__init__(model, layer, relu=relu, **kwargs)
 
     def _resolve(self, layer: Any) -> str:
         if self.output_index is None:

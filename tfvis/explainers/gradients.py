@@ -13,12 +13,13 @@ from __future__ import annotations
 import warnings
 from typing import Any, Callable, ClassVar
 
+import keras
 import numpy as np
 import tensorflow as tf
 
 from tfvis.explainers.base import Explainer, fold_channels
 from tfvis.explainers.cam import GradCAM
-from tfvis.surgery.gates import relu_gates
+from tfvis.surgery.gates import refuse_saved_models, relu_gates
 
 #: Channel reductions from a signed ``(..., C)`` attribution to a grey value.
 CHANNEL_REDUCTIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
@@ -33,8 +34,9 @@ class InputGradients(Explainer):
     """Base of the gradient family: attributions from ``d score / d input``.
 
     Args:
-      model: a Keras model (functional, Sequential or nested; subclassed models only for
-        methods without a ReLU rule).
+      model: a Keras model (functional, Sequential or nested; subclassed models and
+        SavedModels (`keras.layers.TFSMLayer`) only for methods without a ReLU rule: their
+        ReLUs are hidden, so a rule cannot be applied and they raise a TypeError).
       channels: how ``maps`` reduce the signed ``(N, H, W, C)`` raw to grey: ``"max_abs"``
         (default, Simonyan et al.), ``"sum_abs"``, ``"l2"`` or ``"sum"`` (signed). Rank-2
         (non-image) inputs give ``|raw|`` (``raw`` itself for ``"sum"``).
@@ -48,6 +50,9 @@ class InputGradients(Explainer):
     rule: ClassVar[str | None] = None
 
     def __init__(self, model, *, channels: str = "max_abs", **kwargs: Any) -> None:
+        if self.rule is not None and isinstance(model, keras.Model):
+            # before the base warns about the SavedModel's softmax: this is refused outright
+            refuse_saved_models(model, self.rule)
         super().__init__(model, **kwargs)
         if channels not in CHANNEL_REDUCTIONS:
             raise ValueError(

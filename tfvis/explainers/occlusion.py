@@ -2,33 +2,32 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
 import numpy as np
 import tensorflow as tf
 
+from tfvis.engine.imageops import gaussian_blur
 from tfvis.engine.perturbation import MaskSet, StreamResult
-from tfvis.explainers.perturbation import PerturbationExplainer, as_pair
+from tfvis.explainers.perturbation import (
+    PerturbationExplainer,
+    as_pair,
+    broadcast_fill,
+    finite_fill,
+)
 from tfvis.explanation import Explanation
 
 _FILLS = ("mean", "blur")
 
 
-@dataclass(frozen=True)
-class OcclusionExplanation(Explanation):
-    """An `Explanation` with the per-position results of occlusion.
-
-    Attributes:
-      position_scores: float32 ``(N, rows, cols)``, the target score with the patch at each
-        position (``scores[:, None, None] - position_scores`` is the drop per position).
-      top_class: int32 ``(N, rows, cols)``, the top-1 class with the patch at each position
-        (only with ``return_top_class=True``; None otherwise).
-    """
-
-    position_scores: np.ndarray | None = None
-    top_class: np.ndarray | None = None
+#: Occlusion's results are plain `Explanation` objects; its per-position results are
+#: ``extras``: ``position_scores``, float32 ``(N, rows, cols)``, the target score with the patch
+#: at each position (``scores[:, None, None] - position_scores`` is the drop per position),
+#: and ``top_class``, int32 ``(N, rows, cols)``, the top-1 class with the patch at each
+#: position (only with ``return_top_class=True``; None otherwise). The name is kept for
+#: imports and ``isinstance`` checks.
+OcclusionExplanation = Explanation
 
 
 def patch_positions(size: int, patch: int, stride: int) -> np.ndarray:
@@ -48,26 +47,6 @@ def _coverage(size: int, patch: int, starts: np.ndarray) -> np.ndarray:
     np.add.at(covered, starts, 1.0)
     np.add.at(covered, starts + patch, -1.0)
     return np.cumsum(covered)[:size]
-
-
-def gaussian_blur(x: np.ndarray, sigma: tuple[float, float]) -> np.ndarray:
-    """Separable Gaussian blur of ``(N, H, W, C)`` images with reflected borders."""
-    out = tf.constant(x)
-    channels = x.shape[-1]
-    for axis, s in zip((1, 2), sigma):
-        radius = int(min(np.ceil(3 * s), x.shape[axis] - 1))
-        if radius < 1:
-            continue
-        taps = np.exp(-0.5 * (np.arange(-radius, radius + 1) / s) ** 2)
-        taps = (taps / taps.sum()).astype(np.float32)
-        shape = (len(taps), 1) if axis == 1 else (1, len(taps))
-        kernel = np.tile(taps.reshape(shape + (1, 1)), (1, 1, channels, 1))
-        pad = [[0, 0], [0, 0], [0, 0], [0, 0]]
-        pad[axis] = [radius, radius]
-        out = tf.nn.depthwise_conv2d(
-            tf.pad(out, pad, mode="REFLECT"), kernel, strides=[1, 1, 1, 1], padding="VALID"
-        )
-    return out.numpy()
 
 
 class Occlusion(PerturbationExplainer):
@@ -90,9 +69,10 @@ class Occlusion(PerturbationExplainer):
         ``(H, W, C)`` or ``(N, H, W, C)`` (grey ``(H, W)`` is accepted for 1-channel
         images). Values are in the model's input units: nothing assumes a 0..255 range.
       return_top_class: also record the top-1 class for each patch position
-        (`OcclusionExplanation.top_class`); needs a class output.
+        (``top_class`` in the result's extras); needs a class output.
       **kwargs: `Explainer` options (``output``, ``logits``, ``batch_size`` = occluded
-        images per model call, ``verbose``).
+        images per model call, ``verbose``, ``input`` = the occluded input of a multi-input
+        model, whose other inputs are held fixed).
     """
 
     name = "occlusion"
@@ -121,9 +101,7 @@ class Occlusion(PerturbationExplainer):
                 f"fill must be a number, an array, 'mean' or 'blur'; got {fill!r}"
             )
         if not isinstance(fill, str):
-            fill = np.asarray(fill, np.float32)
-            if not np.all(np.isfinite(fill)):
-                raise ValueError("fill contains NaN or Inf")
+            fill = finite_fill(fill)
         self.fill = fill
         self.return_top_class = bool(return_top_class)
         if self.return_top_class and self.output_index is None:
@@ -164,29 +142,19 @@ class Occlusion(PerturbationExplainer):
         if isinstance(self.fill, str):
             if self.fill == "mean":
                 return np.broadcast_to(x.mean(axis=(1, 2), keepdims=True), x.shape).copy()
-            return gaussian_blur(x, tuple(p / 2 for p in self.patch_size))
-        fill = self.fill
-        if fill.ndim == 2 and x.shape[-1] == 1:
-            fill = fill[..., None]
-        try:
-            return np.broadcast_to(fill, x.shape).astype(np.float32)
-        except ValueError:
-            raise ValueError(
-                f"fill of shape {fill.shape} does not broadcast to the images {x.shape}; give a "
-                "number, one value per channel, an (H, W, C) or an (N, H, W, C) array"
-            ) from None
+            return gaussian_blur(x, tuple(p / 2 for p in self.patch_size)).numpy()
+        return broadcast_fill(self.fill, x)
 
-    def combine(self, result: StreamResult, scores, masks, height, width):
+    def combine(self, result: StreamResult, base, masks):
+        height, width = base.x.shape[1:3]
         rows, cols = self.positions(height, width)
         coverage = np.outer(
             _coverage(height, self.patch_size[0], rows), _coverage(width, self.patch_size[1], cols)
         )
-        return scores[:, None, None] - result.accumulated / coverage
+        return base.scores[:, None, None] - result.accumulated / coverage
 
     def _finish(self, explanation: Explanation, result: StreamResult, masks: MaskSet):
         grid = (len(explanation), *(len(p) for p in self.positions(*explanation.maps.shape[1:])))
         top = result.top.reshape(grid) if self.return_top_class else None
-        fields = {f: getattr(explanation, f) for f in Explanation.__dataclass_fields__}
-        return OcclusionExplanation(
-            **fields, position_scores=result.scores.reshape(grid), top_class=top
-        )
+        return explanation.with_extras(position_scores=result.scores.reshape(grid),
+                                       top_class=top)

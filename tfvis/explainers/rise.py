@@ -39,7 +39,8 @@ class RISE(PerturbationExplainer):
         few masks dominate the average (on the demo's shapes, the pointing game drops from
         0.75 to 0.55). True explains the pre-activation score.
       **kwargs: `Explainer` options (``output``, ``batch_size`` = masked images per model
-        call, ``verbose``).
+        call, ``verbose``, ``input`` = the masked input of a multi-input model, whose other
+        inputs are held fixed).
     """
 
     name = "rise"
@@ -96,7 +97,7 @@ class RISE(PerturbationExplainer):
                                          tf.range(tf.shape(grids)[0]), [height, width])[..., 0]
         return masks, masks
 
-    def combine(self, result, scores, masks, height, width):
+    def combine(self, result, base, masks):
         return result.accumulated / (masks.count * self.keep_prob)
 
     def generate_masks(self, height: int, width: int, start: int = 0, stop: int | None = None):

@@ -5,8 +5,9 @@ a functional model (``_nodes_by_depth``), the graph inside a Sequential model
 (``_functional``), the call event that produced a symbolic tensor (``_keras_history``,
 ``_inbound_nodes``), how to call a node on concrete values (``node.arguments.fill_in``), which
 context arguments a layer takes (``_call_context_args``), the output structure
-(``_outputs_struct``), the class names of ``keras.ops`` operations, and the per-layer state a
-view of a layer must not share (``_losses``, ``_tracker``, ...).
+(``_outputs_struct``), the class names of ``keras.ops`` operations, the per-layer state a
+view of a layer must not share (``_losses``, ``_tracker``, ...), and the stateless scope that
+keeps layer calls from recording losses on the user's layers.
 
 Nothing outside this module touches those names, and ``tests/test_keras_internals.py`` has one
 canary test per function, so a Keras upgrade that moves one fails loudly in one place. The
@@ -15,9 +16,10 @@ Keras version is checked at import against the range these were tested with.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import re
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import keras
 
@@ -229,3 +231,49 @@ def detach_view(view: Any, layer: Any) -> None:
     for name, value in list(state.items()):
         if id(value) in stores:  # _trainable_variables, _layers, ... point at the stores
             state[name] = stores[id(value)]
+
+
+# -- calls that leave no trace on the layers ----------------------------------------------------
+
+
+@contextlib.contextmanager
+def recording_nothing(model: Any, stateless: bool = True) -> Iterator[None]:
+    """Calls of ``model``'s layers inside record nothing on them (the model is unchanged).
+
+    Calling a layer on its own (as `tfvis.surgery.run_graph` does, node by node) makes it the
+    entry of a Keras call: it clears the losses it holds and records new ones (an
+    ``activity_regularizer``, ``add_loss``), which inside a `tf.function` are symbolic tensors
+    of tfvis's trace left in the user's ``model.losses``. Inside this context the calls run
+    in a Keras ``StatelessScope`` that collects no losses (Keras's own way to run layers
+    without side effects; variables are read as they are), and every layer's loss lists are
+    put back as they were on exit (the clear at each call's start is undone).
+
+    Args:
+      model: the Keras model whose layers are called.
+      stateless: enter the stateless scope (False only restores the loss lists: for a model
+        that may still create variables on its first call, which a stateless scope forbids).
+        An already active stateless scope (the caller's) is kept, with its variable values.
+
+    Raises:
+      RuntimeError: when Keras moved one of these internals.
+    """
+    try:
+        from keras.src.backend.common.stateless_scope import StatelessScope, in_stateless_scope
+
+        layers = list(model._flatten_layers(include_self=True, recursive=True))
+        saved = [(layer, layer._losses, list(layer._losses), layer._loss_ids,
+                  set(layer._loss_ids)) for layer in layers]
+    except (ImportError, AttributeError):
+        raise _moved("StatelessScope, Layer._flatten_layers, _losses or _loss_ids") from None
+    try:
+        if stateless and not in_stateless_scope():
+            with StatelessScope(collect_losses=False, initialize_variables=False):
+                yield
+        else:
+            yield
+    finally:
+        for layer, losses, before, ids, ids_before in saved:
+            losses[:] = before
+            ids.clear()
+            ids.update(ids_before)
+            layer.__dict__["_losses"], layer.__dict__["_loss_ids"] = losses, ids

@@ -17,6 +17,12 @@ input's dtype (float16 under ``mixed_float16``).
 spliced in" is the user's own layer graph executed with those replacements. It shares the
 user's weights, is built without deserialising anything (a ``Lambda`` layer's bytecode is
 never touched) and leaves the model as it was.
+
+Only ReLU call sites are gated. Other members of the ReLU family (``LeakyReLU``, ``PReLU``,
+``ELU`` layers, fused ``activation="leaky_relu"``/``"elu"``/``"selu"``/``"celu"``, or the
+matching ``keras.ops``) are left ungated with a warning naming them: the rules are defined
+for ReLU, so their plain gradient flows through. A SavedModel (``keras.layers.TFSMLayer``)
+is refused: its ReLUs are hidden in its graph, so no rule can be applied.
 """
 
 from __future__ import annotations
@@ -28,14 +34,20 @@ import keras
 import tensorflow as tf
 
 from tfvis.surgery import _keras
-from tfvis.surgery.graph import graph_of, nodes_in_call_order, with_activation
-from tfvis.surgery.layers import require_graph
+from tfvis.surgery.graph import graph_of, layer_table, nodes_in_call_order, with_activation
+from tfvis.surgery.layers import require_graph, saved_model_layers
 
 RULES = ("backprop", "deconvnet", "guided")
 #: Activation functions (by name) that are ReLU call sites when fused into a layer.
 RELU_ACTIVATIONS = ("relu", "relu6")
 #: Keras operations (``keras.ops.relu`` in a functional graph) that are ReLU call sites.
 RELU_OPS = ("Relu", "Relu6")
+#: ReLU-family activations (by function name) and Keras layer / op classes (by class name)
+#: that are not gated (the rules are defined for ReLU): `relu_gates` warns about them.
+UNGATED_ACTIVATIONS = ("leaky_relu", "elu", "selu", "celu")
+UNGATED_OPS = ("LeakyReLU", "PReLU", "ELU", "LeakyRelu", "Elu", "Selu", "Celu")
+#: How warnings and errors name each rule.
+RULE_TITLES = {"backprop": "backprop", "deconvnet": "deconvnet", "guided": "guided backprop"}
 
 
 def _check_rule(rule: str) -> str:
@@ -94,6 +106,35 @@ def _is_relu_op(op) -> bool:
     return _keras.keras_op_name(op) in RELU_OPS
 
 
+def _is_ungated_relu_family(op) -> bool:
+    """A ReLU relative the rules do not cover (LeakyReLU, PReLU, ELU, ...)."""
+    if _keras.keras_op_name(op) in UNGATED_OPS:
+        return True
+    fn = vars(op).get("activation") if hasattr(op, "__dict__") else None
+    return getattr(fn, "__name__", None) in UNGATED_ACTIVATIONS
+
+
+def refuse_saved_models(model, rule: str) -> None:
+    """Raises when ``model`` holds a SavedModel, whose ReLUs ``rule`` cannot reach.
+
+    Raises:
+      TypeError: naming the TFSMLayer, the reason and what to use instead (Saliency).
+    """
+    saved = saved_model_layers(model)
+    if saved:
+        raise _saved_model_error(_check_rule(rule), saved)
+
+
+def _saved_model_error(rule: str, paths: list[str]) -> TypeError:
+    return TypeError(
+        f"{RULE_TITLES[rule]} needs to replace the backward pass of the model's ReLUs, but "
+        f"they are hidden inside the SavedModel graph of TFSMLayer "
+        f"{', '.join(map(repr, paths))}, so the rule cannot be applied (the result would be "
+        "plain gradients under another method's name). Use tfvis.Saliency for the gradient "
+        "of a SavedModel, or load the original Keras model (.keras) to use this method."
+    )
+
+
 def relu_gates(model, rule: str) -> tuple[dict[int, Callable[..., Any]], int]:
     """Gates every ReLU call site of ``model``, nested models included.
 
@@ -105,12 +146,19 @@ def relu_gates(model, rule: str) -> tuple[dict[int, Callable[..., Any]], int]:
       ``(replace, count)``: the ``id(layer) -> function`` mapping for `run_graph` and the
       number of ReLU call sites it gates (a layer called twice counts twice).
 
+    Warns:
+      UserWarning: naming (by path) the ReLU-family layers left ungated (LeakyReLU, PReLU,
+        ELU, ...), for the deconvnet and guided rules.
+
     Raises:
-      TypeError: for a subclassed model (its ReLUs are hidden in Python code).
+      TypeError: for a subclassed model (its ReLUs are hidden in Python code) or a model
+        holding a SavedModel (`keras.layers.TFSMLayer`, its ReLUs are hidden in its graph).
     """
     _check_rule(rule)
+    refuse_saved_models(model, rule)
     require_graph(model, "Gating ReLUs (guided backprop, deconvnet)")
     replace: dict[int, Callable[..., Any]] = {}
+    ungated: set[int] = set()
     count = 0
 
     def visit(graph) -> None:
@@ -127,6 +175,8 @@ def relu_gates(model, rule: str) -> tuple[dict[int, Callable[..., Any]], int]:
                 if id(op) not in replace:
                     replace[id(op)] = with_activation(op, gate(op.activation, rule))
                 count += 1
+            elif _is_ungated_relu_family(op):
+                ungated.add(id(op))
             elif isinstance(op, keras.Model):
                 warnings.warn(
                     f"layer {op.name!r} is a subclassed model: ReLUs inside it cannot be "
@@ -135,4 +185,14 @@ def relu_gates(model, rule: str) -> tuple[dict[int, Callable[..., Any]], int]:
                 )
 
     visit(graph_of(model))
+    if ungated and rule != "backprop":
+        paths = [i.path for i in layer_table(model) if id(i.layer) in ungated]
+        shown = ", ".join(map(repr, paths[:10])) + (f" and {len(paths) - 10} more"
+                                                    if len(paths) > 10 else "")
+        warnings.warn(
+            f"{RULE_TITLES[rule]} gates ReLUs only: {len(paths)} ReLU-family layer(s) "
+            f"(LeakyReLU, PReLU, ELU, ...) were left ungated and pass their plain gradient: "
+            f"{shown}",
+            stacklevel=3,
+        )
     return replace, count

@@ -21,7 +21,9 @@ This is the one piece of model surgery everything else stands on. Instead of bui
   past a captured inner layer and everything upstream of a fed layer.
 
 The user's layers are only *called*, on concrete tensors, so their weights are shared (an
-explainer sees later weight updates) and nothing about the model changes.
+explainer sees later weight updates) and nothing about the model changes: the calls run in a
+Keras stateless scope and record no losses (an ``activity_regularizer``, ``add_loss``) on the
+user's layers, whose ``model.losses`` stay as they were (`_keras.recording_nothing`).
 """
 
 from __future__ import annotations
@@ -420,7 +422,8 @@ def _run(model, inputs, paths, hooks, replace, feed, outputs: bool):
             "goes through."
         )
     captured: dict[str, Any] = {}
-    result = _execute(plan, flat, "", replace, captured)
+    with _keras.recording_nothing(model):
+        result = _execute(plan, flat, "", replace, captured)
     return {p: captured[p] for p in paths}, result
 
 
@@ -464,7 +467,8 @@ def run_graph(
     if graph_of(model) is None:
         if hooks or replace or feed:
             raise _no_graph(model)
-        return model(inputs, training=False)
+        with _keras.recording_nothing(model, stateless=model.built):
+            return model(inputs, training=False)
     return _run(model, inputs, (), hooks, replace, feed, True)[1]
 
 

@@ -28,9 +28,11 @@ def require_graph(model, why: str) -> None:
     if graph_of(model) is not None:
         return
     if isinstance(model, keras.Sequential):
+        require_built(model)
         raise ValueError(
-            f"Sequential model {model.name!r} is not built. Give it an input shape "
-            "(keras.Input(shape=...) as its first layer) or call it once on data."
+            f"{why} needs the layer graph of Sequential model {model.name!r}, and it has "
+            "none (Keras could not trace its layers symbolically when it was built). Give it "
+            "keras.Input(shape=...) as its first layer, or rebuild it with the functional API."
         )
     raise TypeError(
         f"{why} needs a functional or Sequential model, but {model.name!r} is a subclassed "
@@ -38,6 +40,51 @@ def require_graph(model, why: str) -> None:
         "it with the functional API, or use a method that needs only outputs or input "
         "gradients."
     )
+
+
+def require_built(model) -> None:
+    """Refuses a Sequential model that was never built, without building it.
+
+    Such a model (no ``keras.Input`` first, never called) has no input shape, no weights and
+    no layer graph; calling it would build it, creating its weights: a change to the user's
+    model that tfvis never makes.
+
+    Raises:
+      ValueError: saying how to build the model.
+    """
+    if isinstance(model, keras.Sequential) and not model.built:
+        raise ValueError(
+            f"Sequential model {model.name!r} is not built (it has no input shape and no "
+            "weights yet), and tfvis does not build it, since building changes the model. Build "
+            "it first: give it keras.Input(shape=...) as its first layer, or call "
+            "model.build((None, *input_shape)) or model(x) once on data."
+        )
+
+
+def saved_model_layers(model) -> list[str]:
+    """Paths of the `keras.layers.TFSMLayer` layers of ``model``, nested models included.
+
+    A TFSMLayer runs a SavedModel's graph as one opaque call: its inner layers (ReLUs, a final
+    softmax) cannot be reached, gated or bypassed.
+    """
+    found: list[str] = []
+    seen: set[int] = set()
+
+    def visit(layer, prefix: str) -> None:
+        if id(layer) in seen:
+            return
+        seen.add(id(layer))
+        for inner in getattr(layer, "layers", None) or ():
+            path = prefix + inner.name
+            if isinstance(inner, keras.layers.TFSMLayer):
+                found.append(path)
+            else:
+                visit(inner, path + "/")
+
+    if isinstance(model, keras.layers.TFSMLayer):
+        return [model.name]
+    visit(model, "")
+    return found
 
 
 def resolve_layer(model, layer: LayerSpec = None) -> LayerInfo:
