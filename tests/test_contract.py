@@ -259,3 +259,33 @@ def test_fresh_callable_targets_keep_a_bounded_number_of_steps(cls, model, image
     before = explainer.traces()
     explainer.explain(images, reused)  # a kept callable: no new trace
     assert explainer.traces() == before
+
+
+def test_submodules_are_attributes_without_importing_display_code():
+    """``tfvis.callbacks`` / ``tfvis.plotting`` / ``tfvis.targets`` work after ``import tfvis``
+    (like ``keras.callbacks``); ``import tfvis`` itself imports neither TensorFlow nor matplotlib."""
+    script = """
+import sys, tfvis
+assert "tensorflow" not in sys.modules and "matplotlib" not in sys.modules
+logger = tfvis.callbacks.ExplanationLogger
+assert tfvis.targets.Regression and tfvis.plotting.grid and logger.__name__ == "ExplanationLogger"
+print(sorted(set(tfvis.__all__) >= {"GradCAM", "ScoreCAM", "Explanation", "methods"} and ["ok"]))
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "['ok']" in out.stdout
+    with pytest.raises(AttributeError, match="no attribute 'GradCam'"):
+        tfvis.GradCam  # noqa: B018
+
+
+def test_bypassed_head_is_logged_once(model, caplog):
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="tfvis"):
+        tfvis.GradCAM(model, verbose=0)
+    assert "softmax/sigmoid of head is bypassed" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="tfvis"):
+        tfvis.GradCAM(model, logits=False, verbose=0)
+    assert "bypassed" not in caplog.text

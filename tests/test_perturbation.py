@@ -208,10 +208,20 @@ def test_rise_seed_reproducibility():
     np.testing.assert_array_equal(masks_a, masks_b)
     np.testing.assert_array_equal(raw_a, raw_b)
     assert not np.allclose(masks_a, masks_c) and not np.allclose(raw_a, raw_c)
-    fresh = tfvis.RISE(model, num_masks=40, verbose=0)  # seed=None: fresh entropy, recorded
+    fresh = tfvis.RISE(model, num_masks=40, seed=None, verbose=0)  # fresh entropy, recorded
     again = tfvis.RISE(model, num_masks=40, seed=fresh.seed, verbose=0)
     np.testing.assert_array_equal(fresh.generate_masks(16, 20), again.generate_masks(16, 20))
-    assert fresh.seed != tfvis.RISE(model, num_masks=40).seed
+    assert fresh.seed != tfvis.RISE(model, num_masks=40, seed=None).seed
+
+
+def test_every_random_method_is_reproducible_by_default():
+    """Two explainers built the same way give the same map (the default seed is fixed)."""
+    model = gap_dense_model()
+    x = np.random.default_rng(1).random((2, 16, 20, 3)).astype("float32")
+    for cls, options in ((tfvis.RISE, {"num_masks": 40}), (tfvis.SmoothGrad, {"num_samples": 4})):
+        first = cls(model, verbose=0, **options)(x, targets=1).raw
+        np.testing.assert_array_equal(cls(model, verbose=0, **options)(x, targets=1).raw, first)
+    assert tfvis.RISE(model, num_masks=4).seed == 0
 
 
 def test_rise_saliency_formula():
