@@ -32,6 +32,26 @@ def gap_dense_model(input_shape=(16, 20, 3), classes=4, activation="softmax", na
     return keras.Model(inp, out, name=name)
 
 
+def conv_base(name="base", shape=(16, 20, 3)):
+    inp = keras.Input(shape)
+    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="convA",
+                            kernel_initializer=seeded(11))(inp)
+    x = keras.layers.Conv2D(6, 3, strides=2, padding="same", activation="relu", name="convB",
+                            kernel_initializer=seeded(12))(x)
+    return keras.Model(inp, x, name=name)
+
+
+def nested_model():
+    """Input -> Rescaling -> base (a functional model used as a layer) -> GAP -> Dense."""
+    inp = keras.Input((16, 20, 3))
+    x = keras.layers.Rescaling(1 / 255, name="rescale")(inp)
+    x = conv_base()(x)
+    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    out = keras.layers.Dense(4, activation="softmax", name="head",
+                             kernel_initializer=seeded(13))(x)
+    return keras.Model(inp, out, name="outer")
+
+
 @pytest.fixture
 def model():
     return gap_dense_model()

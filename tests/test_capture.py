@@ -12,7 +12,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import gap_dense_model, seeded
+from conftest import gap_dense_model, nested_model, seeded
 
 import tfvis
 from tfvis.surgery import (
@@ -48,24 +48,6 @@ def sequential():
         keras.layers.Flatten(name="flat"),
         keras.layers.Dense(3, name="out", kernel_initializer=seeded(43)),
     ], name="seq")
-
-
-def base_model(name="base", shape=(16, 20, 3)):
-    inp = keras.Input(shape)
-    x = conv(8, "convA", 11, activation="relu")(inp)
-    x = conv(6, "convB", 12, activation="relu", strides=2)(x)
-    return keras.Model(inp, x, name=name)
-
-
-def nested():
-    """Transfer-learning shape: Rescaling -> base model (as a layer) -> GAP -> Dense."""
-    inp = keras.Input((16, 20, 3))
-    x = keras.layers.Rescaling(1 / 2, name="rescale")(inp)
-    x = base_model()(x)
-    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
-    out = keras.layers.Dense(4, activation="softmax", name="head",
-                             kernel_initializer=seeded(13))(x)
-    return keras.Model(inp, out, name="outer")
 
 
 def resnet_like():
@@ -179,7 +161,7 @@ def leaves_before(model, path):
 BUILDERS = {
     "functional": (functional, (16, 20, 3), ["c1", "c2", "gap"]),
     "sequential": (sequential, (16, 20, 3), ["s1", "pool", "flat"]),
-    "nested": (nested, (16, 20, 3), ["rescale", "base/convA", "base", "base/convB", "gap"]),
+    "nested": (nested_model, (16, 20, 3), ["rescale", "base/convA", "base", "base/convB", "gap"]),
     "resnet_like": (resnet_like, (16, 20, 3), ["a2", "add1", "relu1", "b1", "add2"]),
 }
 
@@ -230,7 +212,7 @@ def test_capture_inside_a_nested_keras_application(fingerprint):
 
 
 def test_capture_compiles_and_matches_eager():
-    model = nested()
+    model = nested_model()
     x = data((16, 20, 3))
     fn = tf.function(lambda t: capture(model, t, ["base/convA", "gap"]), autograph=False)
     eager = capture(model, x, ["base/convA", "gap"])
@@ -254,7 +236,7 @@ def test_capture_applies_hooks_and_replacements():
 
 
 def test_capture_errors(fingerprint):
-    model = nested()
+    model = nested_model()
     before = fingerprint(model)
     x = data((16, 20, 3))
     with pytest.raises(ValueError, match=r"(?s)no layer 'base/convb'.*Did you mean.*base/convB"):
@@ -314,7 +296,7 @@ def test_feed_runs_the_suffix_of_the_network(fingerprint):
 
 
 def test_feed_inside_a_nested_model():
-    model = nested()
+    model = nested_model()
     x = data((16, 20, 3))
     acts, full = capture(model, x, ["base/convA"], outputs=True)
     replace, counts = counting(model)

@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import gap_dense_model, seeded
+from conftest import conv_base, gap_dense_model, nested_model, seeded
 
 import tfvis
 from tfvis.surgery import (
@@ -20,26 +20,6 @@ from tfvis.surgery import (
 )
 
 CAM_FAMILY = (tfvis.CAM, tfvis.GradCAM, tfvis.GradCAMPlusPlus, tfvis.CounterfactualGradCAM)
-
-
-def conv_base(name="base", shape=(16, 20, 3)):
-    inp = keras.Input(shape)
-    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="convA",
-                            kernel_initializer=seeded(11))(inp)
-    x = keras.layers.Conv2D(6, 3, strides=2, padding="same", activation="relu", name="convB",
-                            kernel_initializer=seeded(12))(x)
-    return keras.Model(inp, x, name=name)
-
-
-def nested_model():
-    """Input -> Rescaling -> base (a functional model used as a layer) -> GAP -> Dense."""
-    inp = keras.Input((16, 20, 3))
-    x = keras.layers.Rescaling(1 / 255, name="rescale")(inp)
-    x = conv_base()(x)
-    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
-    out = keras.layers.Dense(4, activation="softmax", name="head",
-                             kernel_initializer=seeded(13))(x)
-    return keras.Model(inp, out, name="outer")
 
 
 def flat_model():
