@@ -1,5 +1,6 @@
 """The tfvis command: help, usage errors, and the demo subcommand (in-process and as -m)."""
 
+import json
 import subprocess
 import sys
 
@@ -17,16 +18,44 @@ def test_no_command_is_a_usage_error(capsys):
     assert main([]) == 2
 
 
-def test_unknown_method_is_a_usage_error(capsys):
-    assert main(["demo", "--methods", "gradkam"]) == 2
+def test_unknown_method_is_a_usage_error(capsys, tmp_path):
+    assert main(["demo", "--methods", "gradkam", "--out", str(tmp_path / "d")]) == 2
     assert "gradcam" in capsys.readouterr().err
 
 
-def test_demo_subcommand_writes_a_gallery(tmp_path):
-    code = main(["demo", "--out", str(tmp_path), "--methods", "gradcam", "--epochs", "1",
-                 "--train-images", "64", "--quiet"])
-    assert code == 0
-    assert (tmp_path / "index.html").exists() and (tmp_path / "summary.json").exists()
+def test_explain_help_lists_every_method_with_its_options_and_defaults(capsys):
+    import tfvis
+
+    assert main(["explain", "--help"]) == 0
+    text = capsys.readouterr().out
+    for name in tfvis.methods():
+        assert name in text and tfvis.REGISTRY[name].title in text
+    assert "num_masks=4000" in text and "grid_size=7" in text  # RISE's constructor defaults
+    assert "patch_size=16" in text and "fill='mean'" in text  # Occlusion's
+    assert "verbose=" not in text  # set by the command
+
+
+def test_method_options_follow_the_constructor_chain():
+    import tfvis
+    from tfvis.cli import method_options
+
+    smooth = method_options(tfvis.SmoothGrad)
+    assert list(smooth)[:4] == ["num_samples", "noise", "seed", "statistic"]
+    assert "channels" in smooth and "batch_size" in smooth  # its Saliency's, then Explainer's
+    cam = method_options(tfvis.GradCAM)
+    assert "relu" in cam and "output" in cam and "layer" not in cam and "verbose" not in cam
+
+
+@pytest.mark.parametrize("text, value", [
+    ("1000", 1000), ("0.25", 0.25), ("1e-3", 1e-3), ("true", True), ("False", False),
+    ("none", None), ("mean", "mean"), ("'7'", "7"), ("8,8", (8, 8)), ("0.5, 1", (0.5, 1)),
+    ("8,", (8,)),
+])
+def test_option_values_are_parsed(text, value):
+    from tfvis.cli import parse_value
+
+    parsed = parse_value(text)
+    assert parsed == value and type(parsed) is type(value)
 
 
 def test_python_dash_m_runs_the_command():
@@ -51,6 +80,10 @@ def files(tmp_path_factory):
     model = build_model((32, 32, 3))
     model.save(root / "model.keras")
     model.export(str(root / "savedmodel"), verbose=False)
+    # a .keras model whose only content is the SavedModel (it ends in a softmax)
+    inp = keras.Input((32, 32, 3))
+    opaque = keras.layers.TFSMLayer(str(root / "savedmodel"), call_endpoint="serve")
+    keras.Model(inp, opaque(inp), name="wrapped").save(root / "tfsm.keras")
     images = root / "images"
     images.mkdir()
     for i, image in enumerate(shapes(2, (40, 48)).images):
@@ -172,7 +205,132 @@ def test_errors_have_no_traceback_unless_debug(tmp_path, capsys):
         main(["--debug", "layers", str(tmp_path / "missing.keras")])
 
 
-def test_console_script_subprocess_refuses_remote_models(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "tfvis", "layers", "hf://someone/model"],
-                          capture_output=True, text=True, timeout=120)
-    assert done.returncode == 3 and "--trust-model" in done.stderr
+def test_method_titles_and_spellings_are_accepted_and_files_keep_the_method(files, tmp_path):
+    root, _ = files
+    img = str(root / "images" / "img0.png")
+    for spelling in ("Grad-CAM++", "gradcam_pp", "GradCAMPP"):
+        out = tmp_path / spelling
+        assert main(["explain", str(root / "model.keras"), img, "--method", spelling,
+                     "--out", str(out)]) == 0
+        written = sorted(p.name for p in out.rglob("*") if p.is_file() and p.suffix != ".html")
+        assert "000_img0_gradcampp_top1.npy" in written
+        overlays = [n for n in written if n.endswith(".png") and not n.endswith("_input.png")]
+        assert overlays and all("gradcampp" in n for n in overlays), written
+    # Grad-CAM and Grad-CAM++ never share an output name
+    assert main(["explain", str(root / "model.keras"), img, "--method", "Grad-CAM",
+                 "--out", str(tmp_path / "plain")]) == 0
+    plain = {p.name for p in (tmp_path / "plain").rglob("*") if p.is_file()}
+    plus = {p.name for p in (tmp_path / "Grad-CAM++").rglob("*") if p.is_file()}
+    assert plain & plus <= {"index.html", "000_00_input.png"}
+
+
+def test_method_options_are_set_and_checked(files, tmp_path, capsys):
+    root, model = files
+    img = root / "images" / "img0.png"
+    out = tmp_path / "rise"
+    assert main(["explain", str(root / "model.keras"), str(img), "--method", "RISE",
+                 "--option", "num_masks=24", "--option", "grid_size=4,4", "--option", "seed=3",
+                 "--option", "keep_prob=0.4", "--out", str(out), "--preprocess", "scale"]) == 0
+    raw = np.load(out / "maps" / "000_img0_rise_top1.npy")
+    from tfvis import RISE
+    from tfvis.io import load_images
+
+    x, _, _, _ = load_images([img], (None, 32, 32, 3), "scale")
+    expected = RISE(model, num_masks=24, grid_size=(4, 4), seed=3, keep_prob=0.4, verbose=0)(x)
+    np.testing.assert_allclose(raw, expected.raw[0], atol=1e-5)
+    assert "num_masks=24" in (out / "index.html").read_text()  # the settings are stated
+    capsys.readouterr()
+    assert main(["explain", str(root / "model.keras"), str(img), "--method", "rise",
+                 "--option", "num_mask=5", "--out", str(tmp_path / "typo")]) == 2
+    err = capsys.readouterr().err
+    assert "no option 'num_mask'" in err and "num_masks=4000" in err and "grid_size=7" in err
+    assert main(["explain", str(root / "model.keras"), str(img), "--method", "rise",
+                 "--option", "num_masks=-1", "--out", str(tmp_path / "bad")]) == 2
+    assert main(["explain", str(root / "model.keras"), str(img), "--method", "gradcam",
+                 "--option", "layer=conv1a", "--out", str(tmp_path / "layer")]) == 2
+    assert not (tmp_path / "typo").exists() and not (tmp_path / "bad").exists()
+
+
+def test_layer_typo_lists_five_close_layers_not_the_table(files, tmp_path, capsys):
+    root, _ = files
+    code = main(["explain", str(root / "model.keras"), str(root / "images" / "img0.png"),
+                 "--layer", "conv2", "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "no layer 'conv2'" in err and f"tfvis layers {root / 'model.keras'}" in err
+    assert "Closest: conv2a, conv2b" in err and len(err.strip().splitlines()) == 1
+    closest = err.split("Closest: ")[1].split(".")[0].split(", ")
+    assert len(closest) == 5
+    assert "(None," not in err  # no table of shapes
+    # a layer that exists but has no feature map: the reason, and at most five candidates
+    code = main(["explain", str(root / "model.keras"), str(root / "images" / "img0.png"),
+                 "--layer", "gap", "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == 2 and "gap" in err and len(err.strip().splitlines()) <= 7
+
+
+def test_corrupt_keras_file_is_not_reported_as_missing(files, tmp_path, capsys):
+    root, _ = files
+    data = (root / "model.keras").read_bytes()
+    (tmp_path / "cut.keras").write_bytes(data[: len(data) // 2])
+    assert main(["layers", str(tmp_path / "cut.keras")]) == 2
+    err = capsys.readouterr().err
+    assert "not a valid Keras archive" in err and "not found" not in err.lower()
+
+
+def test_trust_model_loads_a_legacy_h5_with_a_lambda_for_that_load_only(tmp_path, capsys):
+    from keras.src.saving import serialization_lib
+
+    inp = keras.Input((8, 8, 3))
+    x = keras.layers.Lambda(lambda t: t * 2.0, name="double")(inp)
+    x = keras.layers.Conv2D(2, 3, name="conv")(x)
+    model = keras.Model(inp, keras.layers.Dense(2)(keras.layers.GlobalAveragePooling2D()(x)))
+    model.save(tmp_path / "lambda.h5")
+    save_png(tmp_path / "x.png", np.zeros((8, 8, 3), np.uint8))
+    before = serialization_lib.in_safe_mode()
+    assert main(["layers", str(tmp_path / "lambda.h5")]) == 3
+    assert main(["layers", str(tmp_path / "lambda.h5"), "--trust-model"]) == 0
+    assert "double" in capsys.readouterr().out
+    assert serialization_lib.in_safe_mode() == before
+    assert main(["explain", str(tmp_path / "lambda.h5"), str(tmp_path / "x.png"),
+                 "--trust-model", "--out", str(tmp_path / "o")]) == 0
+    assert serialization_lib.in_safe_mode() == before
+
+
+def test_opaque_savedmodel_inside_keras_file(files, tmp_path, capsys):
+    root, _ = files
+    tfsm, img = str(root / "tfsm.keras"), str(root / "images" / "img0.png")
+    assert main(["layers", tfsm]) == 3  # a TFSMLayer loads an external graph: needs trust
+    assert "TFSMLayer" in capsys.readouterr().err
+    for method in ("gradcam", "guided_backprop", "cam"):
+        assert main(["explain", tfsm, img, "--method", method, "--trust-model",
+                     "--out", str(tmp_path / method)]) == 4, method
+        assert "saliency" in capsys.readouterr().err  # what works instead
+    assert main(["explain", tfsm, img, "--method", "saliency", "--trust-model",
+                 "--out", str(tmp_path / "saliency")]) == 0
+    out = capsys.readouterr().out
+    notes = [line for line in out.splitlines() if "cannot be bypassed" in line]
+    assert len(notes) == 1 and "TFSMLayer" in notes[0]
+    assert "cannot be bypassed" in (tmp_path / "saliency" / "index.html").read_text()
+    # RISE explains probabilities anyway: no note
+    assert main(["explain", tfsm, img, "--method", "rise", "--option", "num_masks=8",
+                 "--trust-model", "--out", str(tmp_path / "rise")]) == 0
+    assert "cannot be bypassed" not in capsys.readouterr().out
+
+
+def test_demo_refuses_a_non_empty_folder_and_replaces_an_old_gallery(tmp_path, capsys):
+    out = tmp_path / "demo"
+    (out / "images").mkdir(parents=True)
+    stale = out / "images" / "000_07_Old_Method.png"
+    save_png(stale, np.zeros((4, 4, 3), np.uint8))
+    (out / "mine.txt").write_text("the user's")
+    args = ["demo", "--out", str(out), "--methods", "Grad-CAM++", "--epochs", "1",
+            "--train-images", "64", "--quiet"]
+    assert main(args) == 2
+    assert "--overwrite" in capsys.readouterr().err and stale.exists()
+    assert main(args + ["--overwrite"]) == 0
+    assert not stale.exists() and (out / "mine.txt").read_text() == "the user's"
+    images = sorted(p.name for p in (out / "images").iterdir())
+    assert images and all(n.endswith(("_input.png", "_gradcampp.png")) for n in images), images
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["pointing_game"]) == {"gradcampp"}

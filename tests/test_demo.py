@@ -40,3 +40,48 @@ def test_cam_family_points_at_the_objects(demo):
         assert result.pointing[name] >= 0.8, (name, result.pointing)
     # evidence *against* the true class lies elsewhere than the object
     assert result.pointing["counterfactual_gradcam"] < result.pointing["gradcam"]
+
+
+def test_each_method_has_its_own_file_names(demo):
+    out, _ = demo
+    row = sorted(p.name for p in (out / "images").iterdir() if p.name.startswith("000_"))
+    # without the column number, no two methods share a name ("Grad-CAM++" sanitised alone
+    # would read "Grad-CAM"), and each carries its registry name
+    assert len({n[len("000_00_"):] for n in row}) == len(row) == len(tfvis.methods()) + 1
+    for column, name in enumerate(tfvis.methods(), start=1):
+        assert row[column].startswith(f"000_{column:02d}_") and row[column].endswith(
+            f"_{name}.png"), (column, name, row[column])
+
+
+def test_settings_and_per_class_results_are_stated(demo):
+    out, result = demo
+    summary = json.loads((out / "summary.json").read_text())
+    for name in tfvis.methods():
+        expected = json.loads(json.dumps(dict(tfvis.REGISTRY[name].quick_options)))
+        assert summary["options"][name] == expected, name
+    assert result.options["rise"]["num_masks"] == tfvis.RISE.quick_options["num_masks"]
+    assert set(summary["pointing_game_by_class"]["rise"]) == {"square", "circle", "triangle",
+                                                              "cross"}
+    by_class = summary["pointing_game_by_class"]["gradcam"]
+    assert sum(by_class.values()) / 4 == pytest.approx(result.pointing["gradcam"])  # 8 each
+    assert summary["blank_image_prediction"]["class"] in by_class
+    page = result.index.read_text()
+    assert "Settings: " in page and "num_masks=300" in page and "Misses per class" in page
+
+
+def test_options_override_quick_options_and_folder_rules(tmp_path):
+    out = tmp_path / "demo"
+    out.mkdir()
+    (out / "old.txt").write_text("x")
+    with pytest.raises(FileExistsError, match="not empty"):
+        run_demo(out, methods=["rise"], verbose=0)  # refused before any training
+    with pytest.raises(ValueError, match="unknown methods"):
+        run_demo(tmp_path / "other", methods=["rise"], options={"rize": {}}, verbose=0)
+    result = run_demo(out, n_train=64, epochs=1, n_eval=4, n_show=2, methods=["rise"],
+                      options={"rise": {"num_masks": 16, "grid_size": (4, 4)}},
+                      overwrite=True, verbose=0)
+    assert result.options == {"rise": {"num_masks": 16, "seed": 0, "batch_size": 128,
+                                       "grid_size": (4, 4)}}
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["options"]["rise"]["grid_size"] == [4, 4]
+    assert (out / "old.txt").read_text() == "x"

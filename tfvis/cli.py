@@ -2,28 +2,49 @@
 
 Exit codes: 0 ok, 1 failure while explaining, 2 usage or input error, 3 refused for safety,
 4 method not supported for this model. No traceback unless ``--debug``.
+
+Start-up: this module imports neither TensorFlow nor Keras nor the explainers. Help, usage
+errors, missing files, refused or corrupt models and existing outputs are answered before
+TensorFlow is imported; only a command that needs a model (or ``tfvis explain --help``, which
+lists every method's options) pays for it. For the command's own process, TensorFlow's C++
+start-up log lines are hidden unless ``--debug`` (the library itself sets nothing).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import difflib
 import inspect
 import io
+import os
+import re
+import shlex
 import sys
+import tempfile
+import textwrap
+import warnings
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 EXAMPLES = """examples:
   tfvis demo                                   train a small CNN on built-in shapes, write ./tfvis-demo/
   tfvis layers model.keras                     the layer tree, with valid CAM layers marked *
   tfvis explain model.keras cat.png dog.jpg --method gradcam --out out/
-  tfvis explain model.keras photos/ --method gradcampp --layer conv5_block3_out --target top5
+  tfvis explain model.keras photos/ --method Grad-CAM++ --layer conv5_block3_out --target top5
+  tfvis explain model.keras cat.png --method rise --option num_masks=1000 --option grid_size=8,8
   tfvis explain exported_savedmodel/ img.png --method saliency --trust-model --preprocess scale
 
 Loading a model runs code stored in it: .keras files load in Keras's safe mode; legacy .h5
-files, SavedModel folders and remote paths need --trust-model.
+files, SavedModel folders, TFSMLayers and remote paths need --trust-model.
+`tfvis explain --help` lists every method with its options and their defaults.
 exit codes: 0 ok, 1 failed, 2 usage/input error, 3 refused for safety, 4 method unsupported
 """
+
+#: Constructor arguments the command sets itself: ``--layer`` and a quiet run.
+_SET_BY_COMMAND = ("layer", "verbose")
+#: How many close layer names a typo lists.
+_CLOSE_LAYERS = 5
 
 
 class UsageError(Exception):
@@ -34,40 +55,245 @@ class UnsupportedMethod(Exception):
     """The method cannot explain this kind of model (exit code 4)."""
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of the ``tfvis`` command."""
+class _Parser(argparse.ArgumentParser):
+    """An `argparse.ArgumentParser` whose help can end with text computed only when shown.
+
+    Args:
+      more_help: called when help is formatted (never while parsing); its text is appended.
+    """
+
+    def __init__(self, *args: Any, more_help: Callable[[], str] | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.more_help = more_help
+
+    def format_help(self) -> str:
+        text = super().format_help()
+        return text + self.more_help() if self.more_help is not None else text
+
+
+# -- methods: names, options -----------------------------------------------------------------
+
+
+def resolve_method(name: str) -> type:
+    """The registered explainer class for a registry name or a title, spelled any way
+    `tfvis.get_explainer` accepts (``"gradcampp"``, ``"Grad-CAM++"``).
+
+    Raises:
+      UsageError: unknown name, with close matches and the available names.
+    """
+    from tfvis.explainers import explainer_class
+
+    try:
+        return explainer_class(name)
+    except ValueError as err:
+        raise UsageError(f"{err} (`tfvis explain --help` lists them with their options)") from None
+
+
+def method_options(cls: type) -> dict[str, inspect.Parameter]:
+    """The constructor options of an explainer class that ``--option`` can set.
+
+    Read from the signatures along the class's bases (a constructor that takes ``**kwargs``
+    passes them on to its base), without the model argument and what the command sets
+    itself (``layer``, which is ``--layer``, and ``verbose``).
+
+    Returns:
+      ``{name: inspect.Parameter}`` in signature order, most specific class first.
+    """
+    options: dict[str, inspect.Parameter] = {}
+    for klass in cls.__mro__:
+        if klass is object:
+            break
+        init = vars(klass).get("__init__")
+        if init is None:
+            continue
+        params = list(inspect.signature(init).parameters.values())[1:]  # without self
+        for p in params[1:]:  # without the model
+            if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+                options.setdefault(p.name, p)
+        if params and params[0].name == "explainer_or_model":
+            # SmoothGrad given a model builds a Saliency explainer from its other options.
+            from tfvis.explainers import REGISTRY
+
+            for name, p in method_options(REGISTRY["saliency"]).items():
+                options.setdefault(name, p)
+            break
+        if not any(p.kind is p.VAR_KEYWORD for p in params):
+            break
+    return {k: p for k, p in options.items() if k not in _SET_BY_COMMAND}
+
+
+def _describe_options(options: dict[str, inspect.Parameter]) -> str:
+    return ", ".join(f"{name}={'<required>' if p.default is p.empty else repr(p.default)}"
+                     for name, p in options.items()) or "(none)"
+
+
+def methods_help(debug: bool = False) -> str:
+    """Help text listing every registered method with its options and their defaults.
+
+    Imports the explainers (so TensorFlow, quietly unless ``debug``).
+    """
+    _import_tensorflow(debug)
     from tfvis.explainers import REGISTRY
 
+    lines = ["", "methods (--method takes the name or the title; --option KEY=VALUE sets an "
+             "option, repeatable):"]
+    for name, cls in REGISTRY.items():
+        lines.append(f"  {name:<26}{cls.title}")
+        lines += textwrap.wrap(_describe_options(method_options(cls)), width=92,
+                               initial_indent=" " * 6, subsequent_indent=" " * 6)
+    lines.append("option values: 3, 0.5, true, false, none, a string, or a tuple such as 8,8")
+    return "\n".join(lines) + "\n"
+
+
+def _scalar(text: str) -> Any:
+    text = text.strip()
+    low = text.lower()
+    if low in ("true", "false"):
+        return low == "true"
+    if low == "none":
+        return None
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
+        return text[1:-1]
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def parse_value(text: str) -> Any:
+    """An ``--option`` value: int, float, bool (``true``/``false``), None (``none``), a
+    tuple of those (``8,8``; ``8,`` is a 1-tuple) or else the string itself."""
+    if "," in text:
+        return tuple(_scalar(part) for part in text.split(",") if part.strip())
+    return _scalar(text)
+
+
+def _option_pairs(items: Sequence[str] | None) -> list[tuple[str, str]]:
+    pairs = []
+    for item in items or ():
+        key, sep, value = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or not key.isidentifier():
+            raise UsageError(f"--option takes KEY=VALUE (e.g. num_masks=1000), not {item!r}")
+        pairs.append((key, value))
+    return pairs
+
+
+def parse_options(cls: type, pairs: Sequence[tuple[str, str]]) -> dict[str, Any]:
+    """Checks ``--option`` names against the method's options and parses their values.
+
+    Raises:
+      UsageError: an option the method does not have (its options are listed), or ``layer``.
+    """
+    allowed = method_options(cls)
+    options = {}
+    for key, value in pairs:
+        if key == "layer":
+            raise UsageError("choose the layer with --layer, not --option layer=...")
+        if key not in allowed:
+            raise UsageError(f"{cls.title} has no option {key!r}. Its options (defaults): "
+                             f"{_describe_options(allowed)}")
+        options[key] = parse_value(value)
+    return options
+
+
+# -- TensorFlow start-up ---------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _quiet_tensorflow_logs(debug: bool) -> Iterator[None]:
+    """Hides TensorFlow's C++ log lines (``TF_CPP_MIN_LOG_LEVEL=3``) while the command runs,
+    unless ``debug`` or the caller chose a level; the environment is restored afterwards."""
+    if debug or "TF_CPP_MIN_LOG_LEVEL" in os.environ:
+        yield
+        return
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    try:
+        yield
+    finally:
+        os.environ.pop("TF_CPP_MIN_LOG_LEVEL", None)
+
+
+def _import_tensorflow(debug: bool) -> None:
+    """Imports TensorFlow. Unless ``debug``, what its C++ side writes to stderr while
+    importing (start-up lines that ignore ``TF_CPP_MIN_LOG_LEVEL``) is held back, and shown
+    only if the import fails."""
+    if debug or "tensorflow" in sys.modules:
+        import tensorflow  # noqa: F401
+        return
+    sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:  # no stderr descriptor to redirect
+        import tensorflow  # noqa: F401
+        return
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        failed = True
+        try:
+            import tensorflow  # noqa: F401
+            failed = False
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            if failed:
+                held.seek(0)
+                sys.stderr.write(held.read().decode("utf-8", "replace"))
+
+
+# -- the parser ------------------------------------------------------------------------------
+
+
+def build_parser(debug: bool = False) -> argparse.ArgumentParser:
+    """The argument parser of the ``tfvis`` command (imports nothing heavy).
+
+    Args:
+      debug: show TensorFlow's start-up lines when ``tfvis explain --help`` imports it.
+    """
     fmt = argparse.RawDescriptionHelpFormatter
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="tfvis", description="Explain what a Keras / TensorFlow CNN looks at.",
         epilog=EXAMPLES, formatter_class=fmt)
-    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    parser.add_argument("--debug", action="store_true",
+                        help="show tracebacks and TensorFlow's log lines")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     demo = sub.add_parser("demo", help="train a small CNN on built-in data, write a gallery of "
                           "every method", epilog=EXAMPLES, formatter_class=fmt)
     demo.add_argument("--out", default="tfvis-demo", help="output folder (default: tfvis-demo)")
-    demo.add_argument("--methods", nargs="+", metavar="NAME", help="registry names (default: all)")
+    demo.add_argument("--methods", nargs="+", metavar="NAME",
+                      help="method names or titles (default: all)")
     demo.add_argument("--epochs", type=int, default=5, help="training epochs (default: 5)")
     demo.add_argument("--train-images", type=int, default=1200,
                       help="training images (default: 1200)")
     demo.add_argument("--seed", type=int, default=0, help="seed of data and weights")
+    demo.add_argument("--overwrite", action="store_true",
+                      help="write into a folder that is not empty (replacing an earlier gallery)")
     demo.add_argument("--quiet", action="store_true", help="print nothing")
 
     layers = sub.add_parser("layers", help="print a model's layer tree with paths and shapes",
                             epilog=EXAMPLES, formatter_class=fmt)
     layers.add_argument("model", help=".keras file (others need --trust-model)")
     layers.add_argument("--trust-model", action="store_true",
-                        help="allow .h5, SavedModel folders, remote paths and Lambda layers")
+                        help="allow .h5, SavedModel folders, remote paths, Lambda layers and "
+                             "TFSMLayers (for this load only)")
 
     explain = sub.add_parser("explain", help="explain images with one method, write a gallery",
-                             epilog=EXAMPLES, formatter_class=fmt)
+                             epilog=EXAMPLES, formatter_class=fmt,
+                             more_help=lambda: methods_help(debug))
     explain.add_argument("model", help=".keras file (others need --trust-model)")
     explain.add_argument("images", nargs="+", help="image files (PNG/JPEG/BMP/WebP) or folders")
-    explain.add_argument("--method", default="gradcam", choices=list(REGISTRY),
-                         help="registry name (default: gradcam)")
-    explain.add_argument("--layer", help="layer name or outer/inner path (layer methods)")
+    explain.add_argument("--method", default="gradcam",
+                         help="registry name or title, e.g. gradcampp or Grad-CAM++ (default: "
+                              "gradcam; the list is below)")
+    explain.add_argument("--option", action="append", metavar="KEY=VALUE",
+                         help="a constructor option of the method, e.g. num_masks=1000 or "
+                              "grid_size=8,8; repeatable (options are listed below)")
+    explain.add_argument("--layer", help="layer name, outer/inner path or index (layer methods)")
     explain.add_argument("--target", default="top1",
                          help="top1 (predicted class), top5 (one panel per top-5 class), or a "
                               "class index (default: top1)")
@@ -76,16 +302,29 @@ def build_parser() -> argparse.ArgumentParser:
                          help="none (0..255), scale (0..1) or a keras.applications name, e.g. "
                               "resnet50 (default: none)")
     explain.add_argument("--trust-model", action="store_true",
-                         help="allow .h5, SavedModel folders, remote paths and Lambda layers")
+                         help="allow .h5, SavedModel folders, remote paths, Lambda layers and "
+                              "TFSMLayers (for this load only)")
     explain.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     return parser
 
 
+# -- commands --------------------------------------------------------------------------------
+
+
+def _load(args):
+    """Checks the model path (no TensorFlow needed), then imports TensorFlow and loads it."""
+    from tfvis.io import check_model_path, load_model
+
+    check_model_path(args.model, trust=args.trust_model)
+    _import_tensorflow(args.debug)
+    return load_model(args.model, trust=args.trust_model)
+
+
 def _layers(args) -> int:
-    from tfvis.io import load_model
+    loaded = _load(args)
+    from tfvis.io import contains_tfsm_layer
     from tfvis.surgery import graph_of, layer_table
 
-    loaded = load_model(args.model, trust=args.trust_model)
     model = loaded.model
     if graph_of(model) is None:
         raise UnsupportedMethod(f"{model.name} is a subclassed model: its layers are hidden")
@@ -94,8 +333,9 @@ def _layers(args) -> int:
         depth = info.path.count("/")
         mark = "*" if info.is_spatial else " "
         print(f"{mark} {'  ' * depth}{info.path}  [{type(info.layer).__name__}]  {info.shape}")
-    if loaded.kind == "savedmodel":
-        print("(a SavedModel: only methods needing outputs or input gradients apply)")
+    if loaded.kind == "savedmodel" or contains_tfsm_layer(model):
+        print("(a SavedModel hides its layers: only methods needing outputs or input gradients "
+              "apply to it)")
     return 0
 
 
@@ -113,62 +353,168 @@ def _targets(spec: str, num_classes: int) -> list[tuple[str, object]]:
     return [(f"class{index}", index)]
 
 
+def _closest(word: str, names: Sequence[str], n: int = _CLOSE_LAYERS) -> list[str]:
+    """The ``n`` names most similar to ``word``; ties keep the order of ``names``."""
+    ratio = {name: difflib.SequenceMatcher(None, word, name).ratio() for name in names}
+    return sorted(names, key=lambda name: -ratio[name])[:n]
+
+
+def _list_hint(model_path: str) -> str:
+    return f"`tfvis layers {shlex.quote(model_path)}` lists all layers"
+
+
+def _layer_arg(model, layer: str, model_path: str) -> str | int:
+    """``--layer`` as resolve_layer takes it; a name not in the model is a short usage error
+    naming the closest layers (resolve_layer's own message lists a whole table)."""
+    from tfvis.surgery import layer_table
+
+    if re.fullmatch(r"-?\d+", layer.strip()):
+        return int(layer)
+    paths = [info.path for info in layer_table(model)]
+    names = list(dict.fromkeys(paths + [p.rsplit("/", 1)[-1] for p in paths]))
+    if layer in names:
+        return layer
+    close = _closest(layer, names)
+    listed = f" Closest: {', '.join(close)}." if close else ""
+    raise UsageError(f"no layer {layer!r} in model {model.name!r}.{listed} "
+                     f"{_list_hint(model_path)}.")
+
+
+def _short_error(err: Exception, model_path: str) -> str:
+    """An explainer constructor's message with at most five of the layers it lists (the
+    deepest, nearest the output), and a pointer to ``tfvis layers`` for the rest."""
+    head, *rest = str(err).splitlines()
+    listed = [line.strip() for line in rest if line.strip() and not line.strip().startswith("...")]
+    if len(listed) <= _CLOSE_LAYERS:
+        return "\n".join([head] + [f"  {line}" for line in listed])
+    return "\n".join([head] + [f"  {line}" for line in listed[-_CLOSE_LAYERS:]]
+                     + [f"  ({_list_hint(model_path)})"])
+
+
+_SAVED_MODEL_NOTE = ("note: the outputs are explained as they are (probabilities, not logits): "
+                     "a final softmax or sigmoid inside a SavedModel (TFSMLayer) cannot be "
+                     "bypassed")
+
+
+def _print_warnings(caught: Sequence[warnings.WarningMessage]) -> None:
+    """Python warnings of a run as one ``tfvis: warning:`` line each (first line, no
+    duplicates); the library's SavedModel warning is the note printed instead."""
+    seen = set()
+    for w in caught:
+        line = str(w.message).strip().split("\n")[0]
+        if line and line not in seen and "cannot be bypassed" not in line:
+            seen.add(line)
+            print(f"tfvis: warning: {line}", file=sys.stderr)
+
+
+def _check_supported(cls, model, kind: str, layer: str | None) -> bool:
+    """Raises UnsupportedMethod when ``cls`` cannot explain ``model`` at all.
+
+    Returns:
+      Whether the model holds a SavedModel (a TFSMLayer), whose insides are hidden.
+    """
+    from tfvis.explainers import REGISTRY
+    from tfvis.io import contains_tfsm_layer
+    from tfvis.surgery import graph_of, layer_table
+
+    hidden = kind == "savedmodel" or contains_tfsm_layer(model)
+    if not getattr(cls, "needs_internals", False):
+        return hidden
+    usable = ", ".join(n for n, c in REGISTRY.items() if not getattr(c, "needs_internals", False))
+    if graph_of(model) is None:
+        raise UnsupportedMethod(
+            f"{cls.title} needs the model's inner layers, and {model.name!r} is a subclassed "
+            f"model whose layers are hidden. Methods that work on it: {usable}")
+    takes_layer = "layer" in inspect.signature(cls.__init__).parameters
+    gated = getattr(cls, "rule", None) is not None  # rewires the ReLUs' backward pass
+    if hidden and (gated or not takes_layer):
+        raise UnsupportedMethod(
+            f"{cls.title} needs the model's inner layers, which a SavedModel (TFSMLayer) hides. "
+            f"Methods that work on this model: {usable}")
+    if takes_layer and layer is None and not any(i.is_spatial for i in layer_table(model)):
+        where = " outside its SavedModel (TFSMLayer), whose layers are hidden" if hidden else ""
+        raise UnsupportedMethod(
+            f"{cls.title} explains a feature map, and model {model.name!r} has no layer with a "
+            f"rank-4 (N, H, W, C) output with H and W > 1{where}. Methods that need only "
+            f"outputs or input gradients: {usable}")
+    return hidden
+
+
 def _explain(args) -> int:
+    from tfvis.io import check_model_path, image_files
+
+    # Everything that can be checked without TensorFlow comes first.
+    out = Path(args.out)
+    if (out / "index.html").exists() and not args.overwrite:
+        raise UsageError(f"{out / 'index.html'} exists; pass --overwrite to replace it")
+    for folder in (out, out / "maps"):
+        if folder.is_symlink():
+            raise UsageError(f"{folder} is a symbolic link; refusing to write through it")
+    files = image_files(args.images)
+    pairs = _option_pairs(args.option)
+    check_model_path(args.model, trust=args.trust_model)
+
+    _import_tensorflow(args.debug)
     import numpy as np
 
-    from tfvis.explainers import REGISTRY
     from tfvis.gallery import Gallery, safe_name, write_atomic
     from tfvis.inputs import input_shape
     from tfvis.io import load_images, load_model
     from tfvis.plotting.images import overlay
 
-    out = Path(args.out)
-    if (out / "index.html").exists() and not args.overwrite:
-        raise UsageError(f"{out / 'index.html'} exists; pass --overwrite to replace it")
-    cls = REGISTRY[args.method]
-    accepts_layer = "layer" in inspect.signature(cls.__init__).parameters
-    if args.layer and not accepts_layer:
+    cls = resolve_method(args.method)
+    options = parse_options(cls, pairs)
+    takes_layer = "layer" in inspect.signature(cls.__init__).parameters
+    if args.layer and not takes_layer:
         raise UsageError(f"--layer does not apply to {cls.title}, which explains the input")
     loaded = load_model(args.model, trust=args.trust_model)
-    if loaded.kind == "savedmodel" and getattr(cls, "needs_internals", False):
-        usable = [n for n, c in REGISTRY.items() if not getattr(c, "needs_internals", False)]
-        raise UnsupportedMethod(
-            f"{cls.title} needs the model's inner layers, which a SavedModel hides. Methods "
-            f"that work on a SavedModel: {', '.join(usable)}")
     model = loaded.model
-    x, display, files, notes = load_images(args.images, input_shape(model), args.preprocess)
+    hidden = _check_supported(cls, model, loaded.kind, args.layer)
+    if args.layer:
+        options["layer"] = _layer_arg(model, args.layer, args.model)
+    x, display, _, notes = load_images(files, input_shape(model), args.preprocess)
     for note in notes:
         print(note)
-    options = {"verbose": 0}
-    if args.layer:
-        options["layer"] = args.layer
-    explainer = cls(model, **options)
-    probs = np.asarray(model.predict(x, verbose=0))
-    if probs.ndim != 2:
-        raise UnsupportedMethod(f"the model output has shape {probs.shape}; class targets "
-                                "need a (N, classes) output")
-    order = np.argsort(-probs, axis=1)
-    panels = _targets(args.target, probs.shape[1])
-    maps_dir = out / "maps"
-    for folder in (out, maps_dir):
-        if folder.is_symlink():
-            raise UsageError(f"{folder} is a symbolic link; refusing to write through it")
-    maps_dir.mkdir(parents=True, exist_ok=True)
-    cells = [[] for _ in files]
-    for label, rank in panels:
-        targets = None if rank is None else (order[:, rank] if label.startswith("top") else rank)
-        result = explainer.explain(x, targets=targets)
-        for i, f in enumerate(files):
-            cls_index = int(np.asarray(result.targets)[i])
-            buffer = io.BytesIO()
-            np.save(buffer, result.raw[i])
-            name = f"{i:03d}_{safe_name(f.stem)}_{args.method}_{label}.npy"
-            write_atomic(maps_dir / name, buffer.getvalue(), args.overwrite)
-            cells[i].append((overlay(display[i], result.maps[i]),
-                             f"class {cls_index} (score {probs[i, cls_index]:.3f})"))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            explainer = cls(model, verbose=0, **options)
+        except (ValueError, TypeError) as err:
+            message = _short_error(err, args.model)
+            if options:  # the user's layer or options
+                raise UsageError(message) from None
+            raise UnsupportedMethod(message) from None  # the method's defaults on this model
+        probs = np.asarray(model.predict(x, verbose=0))
+        if probs.ndim != 2:
+            raise UnsupportedMethod(f"the model output has shape {probs.shape}; class targets "
+                                    "need a (N, classes) output")
+        if hidden and explainer.logits and 0 <= probs.min() and probs.max() <= 1:
+            notes.append(_SAVED_MODEL_NOTE)
+            print(_SAVED_MODEL_NOTE)
+        order = np.argsort(-probs, axis=1)
+        panels = _targets(args.target, probs.shape[1])
+        maps_dir = out / "maps"
+        maps_dir.mkdir(parents=True, exist_ok=True)
+        cells = [[] for _ in files]
+        for label, rank in panels:
+            targets = None if rank is None else (order[:, rank] if label.startswith("top")
+                                                 else rank)
+            result = explainer.explain(x, targets=targets)
+            for i, f in enumerate(files):
+                cls_index = int(np.asarray(result.targets)[i])
+                buffer = io.BytesIO()
+                np.save(buffer, result.raw[i])
+                # the registry name, never the title: "Grad-CAM++" would sanitise to "Grad-CAM"
+                name = f"{i:03d}_{safe_name(f.stem)}_{cls.name}_{label}.npy"
+                write_atomic(maps_dir / name, buffer.getvalue(), args.overwrite)
+                cells[i].append((overlay(display[i], result.maps[i]),
+                                 f"class {cls_index} (score {probs[i, cls_index]:.3f})"))
+    _print_warnings(caught)
+    settings = ", ".join(f"{k}={v!r}" for k, v in options.items() if k != "layer")
     gallery = Gallery(f"tfvis: {cls.title} on {Path(args.model).name}",
-                      ["input"] + [f"{cls.title} {label}" for label, _ in panels],
-                      notes=notes + ([f"layer: {explainer.layer}"] if explainer.layer else []))
+                      ["input"] + [f"{cls.name} {label}" for label, _ in panels],
+                      notes=notes + ([f"layer: {explainer.layer}"] if explainer.layer else [])
+                      + ([f"options: {settings}"] if settings else []))
     for i, f in enumerate(files):
         gallery.add_row(f.name, [(display[i], f"predicted {int(order[i, 0])}")] + cells[i])
     index = gallery.write(out, overwrite=args.overwrite)
@@ -177,41 +523,48 @@ def _explain(args) -> int:
 
 
 def _demo(args) -> int:
-    from tfvis.demo import run_demo
-    from tfvis.explainers import REGISTRY
+    from tfvis.demo import check_out_folder
 
-    unknown = [m for m in args.methods or [] if m not in REGISTRY]
-    if unknown:
-        raise UsageError(f"unknown methods {unknown}; available: {', '.join(REGISTRY)}")
-    run_demo(args.out, methods=args.methods, epochs=args.epochs, n_train=args.train_images,
-             seed=args.seed, verbose=0 if args.quiet else 1)
+    check_out_folder(args.out, args.overwrite)
+    _import_tensorflow(args.debug)
+    from tfvis.demo import run_demo
+
+    methods = None
+    if args.methods:
+        methods = list(dict.fromkeys(resolve_method(m).name for m in args.methods))
+    run_demo(args.out, methods=methods, epochs=args.epochs, n_train=args.train_images,
+             seed=args.seed, overwrite=args.overwrite, verbose=0 if args.quiet else 1)
     return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs the command; returns the exit code (never raises, unless ``--debug``)."""
-    from tfvis.io import UnsafeModelError
-
-    parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exit_:  # --help (0) or a usage error (2), already printed
-        return int(exit_.code or 0)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv[: argv.index("--")] if "--" in argv else "--debug" in argv
+    parser = build_parser(debug)
+    with _quiet_tensorflow_logs(debug):
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit as exit_:  # --help (0) or a usage error (2), already printed
+            return int(exit_.code or 0)
     if args.command is None:
         parser.print_help()
         return 2
+    from tfvis.io import UnsafeModelError
+
     run = {"demo": _demo, "layers": _layers, "explain": _explain}[args.command]
     codes = ((UnsafeModelError, 3), (UnsupportedMethod, 4), (UsageError, 2),
              (FileNotFoundError, 2), (FileExistsError, 2), (ValueError, 2), (TypeError, 2),
              (Exception, 1))
-    try:
-        return run(args)
-    except Exception as err:
-        if args.debug:
-            raise
-        code = next(c for kind, c in codes if isinstance(err, kind))
-        print(f"tfvis: error: {err}", file=sys.stderr)
-        return code
+    with _quiet_tensorflow_logs(args.debug):
+        try:
+            return run(args)
+        except Exception as err:
+            if args.debug:
+                raise
+            code = next(c for kind, c in codes if isinstance(err, kind))
+            print(f"tfvis: error: {err}", file=sys.stderr)
+            return code
 
 
 if __name__ == "__main__":  # pragma: no cover

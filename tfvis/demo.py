@@ -1,29 +1,47 @@
 """The demo: train a small CNN on built-in shapes and write a gallery of every method.
 
 Everything is seeded and offline. Methods come from the registry, so a new method appears in
-the gallery without touching this file.
+the gallery without touching this file; each runs with its ``quick_options`` unless the caller
+overrides them, and the settings used are stated in the gallery and in ``summary.json``.
+
+Importing this module is cheap (no TensorFlow): `check_out_folder` can refuse an output
+folder before anything is trained.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping
 
-import cv2
-import keras
 import numpy as np
 
-from tfvis.datasets import CLASSES, ShapesData, pointing_game, shapes
-from tfvis.explainers import REGISTRY
-from tfvis.gallery import Gallery
-from tfvis.plotting.images import normalize, overlay, to_uint8_rgb
+if TYPE_CHECKING:  # pragma: no cover
+    import keras
+
+    from tfvis.datasets import ShapesData
+
+#: Gallery images written by `tfvis.gallery.Gallery` (row_column_name.png): the only files an
+#: overwriting run removes, so that images of an earlier run never mix into the new gallery.
+_GALLERY_IMAGE = re.compile(r"^\d{3}_\d{2}_[A-Za-z0-9_.-]*\.png$")
 
 
-def build_model(input_shape=(64, 64, 3), classes: int = len(CLASSES), seed: int = 0) -> keras.Model:
-    """A small functional CNN with a GAP -> Dense(softmax) head (so CAM applies)."""
+def build_model(
+    input_shape=(64, 64, 3), classes: int | None = None, seed: int = 0
+) -> keras.Model:
+    """A small functional CNN with a GAP -> Dense(softmax) head (so CAM applies).
+
+    ``classes`` defaults to the number of `tfvis.datasets.CLASSES`.
+    """
+    import keras
+
+    from tfvis.datasets import CLASSES
+
+    classes = len(CLASSES) if classes is None else classes
     init = lambda k: keras.initializers.HeNormal(seed=seed + k)  # noqa: E731
     inp = keras.Input(input_shape, name="image")
     x = inp
@@ -42,6 +60,8 @@ def build_model(input_shape=(64, 64, 3), classes: int = len(CLASSES), seed: int 
 
 def train(data: ShapesData, epochs: int = 6, seed: int = 0, verbose: int = 1) -> keras.Model:
     """Builds and trains `build_model` on ``data`` (deterministic order, seeded weights)."""
+    import keras
+
     model = build_model(data.images.shape[1:], len(data.names), seed)
     model.compile(optimizer=keras.optimizers.Adam(2e-3), loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"])
@@ -52,20 +72,68 @@ def train(data: ShapesData, epochs: int = 6, seed: int = 0, verbose: int = 1) ->
 
 @dataclass(frozen=True)
 class DemoResult:
-    """Where the gallery is and what was measured."""
+    """Where the gallery is and what was measured.
+
+    Attributes:
+      index: the gallery's ``index.html``.
+      accuracy: held-out accuracy of the trained model.
+      pointing: pointing-game accuracy per method (registry name).
+      seconds: time of training, of each method, and in total.
+      skipped: methods that do not apply to the model, with the reason.
+      options: the constructor options each method ran with.
+      pointing_by_class: per method, the pointing-game accuracy of each class.
+    """
 
     index: Path
     accuracy: float
     pointing: dict[str, float]
     seconds: dict[str, float]
     skipped: dict[str, str]
+    options: dict[str, dict[str, Any]]
+    pointing_by_class: dict[str, dict[str, float]]
+
+
+def check_out_folder(out: str | Path, overwrite: bool = False) -> Path:
+    """Checks that the demo may write into ``out`` (without importing TensorFlow).
+
+    Raises:
+      FileExistsError: ``out`` is a symbolic link or a file, or a folder that is not empty
+        while ``overwrite`` is False (a gallery must never mix with an earlier run's files).
+    """
+    out = Path(out)
+    if out.is_symlink():
+        raise FileExistsError(f"{out} is a symbolic link; refusing to write through it")
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"{out} exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise FileExistsError(f"{out} is not empty; pass --overwrite (overwrite=True) to "
+                              "replace an earlier gallery there")
+    return out
+
+
+def _remove_old_gallery_images(out: Path) -> None:
+    images = out / "images"
+    if images.is_symlink():
+        raise FileExistsError(f"{images} is a symbolic link; refusing to write through it")
+    if images.is_dir():
+        for f in images.iterdir():
+            if f.is_file() and not f.is_symlink() and _GALLERY_IMAGE.match(f.name):
+                f.unlink()
 
 
 def _with_box(image: np.ndarray, box) -> np.ndarray:
+    import cv2
+
+    from tfvis.plotting.images import to_uint8_rgb
+
     rgb = to_uint8_rgb(image)
     y0, x0, y1, x1 = (int(v) for v in box)
     cv2.rectangle(rgb, (x0, y0), (x1 - 1, y1 - 1), (0, 255, 0), 1)
     return rgb
+
+
+def _settings(options: Mapping[str, Any]) -> str:
+    return ", ".join(f"{k}={v!r}" for k, v in options.items()) or "defaults"
 
 
 def run_demo(
@@ -78,18 +146,41 @@ def run_demo(
     size: int = 64,
     seed: int = 0,
     methods: list[str] | None = None,
+    options: Mapping[str, Mapping[str, Any]] | None = None,
+    overwrite: bool = False,
     verbose: int = 1,
 ) -> DemoResult:
     """Trains the shapes CNN and writes ``out/index.html`` with one overlay per method.
 
     Args:
-      out: output folder (created; its gallery files are replaced).
+      out: output folder (created). It must be empty unless ``overwrite``.
       n_train: training images; n_eval: held-out images scored with the pointing game;
       n_show: held-out images shown in the gallery.
       epochs, size, seed: training length, image side, and the seed of everything.
       methods: registry names to run (default: all registered methods).
+      options: per method (registry name), constructor options that replace or extend its
+        ``quick_options`` for this run.
+      overwrite: write into a folder that is not empty: the earlier gallery's index, images
+        and summary are replaced (other files are left alone).
       verbose: 1 prints progress, 0 is quiet.
+
+    Raises:
+      FileExistsError: ``out`` is not empty and ``overwrite`` is False (checked first,
+        before anything is trained).
+      ValueError: an unknown method name in ``methods`` or ``options``.
     """
+    out = check_out_folder(out, overwrite)
+    from tfvis.datasets import pointing_game, shapes
+    from tfvis.explainers import REGISTRY
+    from tfvis.gallery import Gallery, write_atomic
+    from tfvis.plotting.images import normalize, overlay
+
+    names = list(REGISTRY) if methods is None else list(methods)
+    overrides = {k: dict(v) for k, v in (options or {}).items()}
+    unknown = [n for n in names + list(overrides) if n not in REGISTRY]
+    if unknown:
+        raise ValueError(f"unknown methods {unknown}; registry names: {', '.join(REGISTRY)}")
+
     say = print if verbose else (lambda *a, **k: None)
     t0 = time.perf_counter()
     train_data = shapes(n_train, size, seed)
@@ -100,15 +191,21 @@ def run_demo(
     accuracy = float(np.mean(probs.argmax(1) == test.labels))
     seconds = {"training": time.perf_counter() - t0}
     say(f"held-out accuracy: {accuracy:.3f}")
+    # What the model answers when there is no shape at all: a class it gives to an empty
+    # image keeps its score when its object is hidden, which perturbation methods measure.
+    blank = np.full((1, *test.images.shape[1:]), train_data.images.mean(), np.float32)
+    blank_probs = model.predict(blank, verbose=0)[0]
+    blank_class = int(blank_probs.argmax())
 
-    names = list(REGISTRY) if methods is None else list(methods)
     shown = slice(0, min(n_show, n_eval))
     columns, overlays, pointing, skipped, notes = ["input"], {}, {}, {}, []
+    used, by_class, misses = {}, {}, []
     for name in names:
         cls = REGISTRY[name]
+        settings = {**cls.quick_options, **overrides.get(name, {})}
         t = time.perf_counter()
         try:
-            explainer = cls(model, verbose=0, **dict(cls.quick_options))
+            explainer = cls(model, verbose=0, **settings)
             with warnings.catch_warnings(record=True):  # constant maps are reported below
                 warnings.simplefilter("always")
                 result = explainer.explain(test.images, targets=test.labels)
@@ -117,15 +214,38 @@ def run_demo(
             say(f"  {cls.title}: skipped ({skipped[name]})")
             continue
         seconds[name] = time.perf_counter() - t
+        used[name] = settings
         hits = pointing_game(result.maps, test.boxes)
         pointing[name] = float(hits.mean())
+        classes = [c for c in range(len(test.names)) if np.any(test.labels == c)]
+        by_class[name] = {test.names[c]: float(hits[test.labels == c].mean()) for c in classes}
+        missed = [f"{test.names[c]} {np.sum(~hits[test.labels == c])}/{np.sum(test.labels == c)}"
+                  for c in classes if not hits[test.labels == c].all()]
+        if missed:
+            misses.append(f"{cls.title}: {', '.join(missed)}")
         empty = int(np.sum(result.maps.reshape(n_eval, -1).max(axis=1) == 0))
         if empty:
             notes.append(f"{cls.title}: {empty} of {n_eval} maps are empty (no evidence found).")
-        columns.append(cls.title)
+        # the registry name keeps file names distinct: "Grad-CAM++" sanitises to "Grad-CAM"
+        columns.append(f"{cls.title} ({name})")
         overlays[name] = (result, hits)
         say(f"  {cls.title}: pointing game {pointing[name]:.2f} ({seconds[name]:.1f}s)")
 
+    blank_note = []
+    on_blank = test.labels == blank_class
+    if blank_probs[blank_class] >= 0.5 and on_blank.any() and not on_blank.all():
+        # methods that find the other shapes but few of the class an empty image gets
+        weak = [f"{REGISTRY[k].title} {int(hits[on_blank].sum())}/{int(on_blank.sum())}"
+                for k, (_, hits) in overlays.items()
+                if hits[on_blank].mean() <= 0.25 and hits[~on_blank].mean() >= 0.75]
+        blank_name = test.names[blank_class]
+        if weak:
+            blank_note.append(
+                f"An image without a shape (one flat colour) is predicted {blank_name} (p = "
+                f"{blank_probs[blank_class]:.2f}): hiding a {blank_name} hardly lowers its "
+                "score, so methods that weigh the scores of images with parts hidden can miss "
+                f"{blank_name}s. Methods that point at the other shapes but at few "
+                f"{blank_name}s: {', '.join(weak)}.")
     gallery = Gallery(
         title="tfvis demo: what the shapes CNN looks at",
         columns=columns,
@@ -136,6 +256,10 @@ def run_demo(
             "Pointing game (map maximum inside the box) over the held-out images: "
             + ", ".join(f"{REGISTRY[k].title} {v:.2f}" for k, v in pointing.items()),
         ]
+        + ([f"Misses per class: {'; '.join(misses)}."] if misses else [])
+        + blank_note
+        + ["Settings: " + "; ".join(f"{REGISTRY[k].title}: {_settings(v)}"
+                                     for k, v in used.items()) + "."]
         + notes
         + [f"{REGISTRY[k].title} skipped: {v}" for k, v in skipped.items()],
     )
@@ -151,10 +275,20 @@ def run_demo(
                 heat = normalize(heat, clip_percentile=99)
             cells.append((overlay(image, heat), "hit" if hits[i] else "miss"))
         gallery.add_row(f"#{i}", cells)
+    if overwrite:
+        _remove_old_gallery_images(out)
     index = gallery.write(out)
     seconds["total"] = time.perf_counter() - t0
-    summary = {"accuracy": accuracy, "pointing_game": pointing, "seconds": seconds,
-               "skipped": skipped}
-    (Path(out) / "summary.json").write_text(json.dumps(summary, indent=2))
+    summary = {
+        "accuracy": accuracy,
+        "pointing_game": pointing,
+        "pointing_game_by_class": by_class,
+        "options": used,
+        "blank_image_prediction": {"class": test.names[blank_class],
+                                   "probability": float(blank_probs[blank_class])},
+        "seconds": seconds,
+        "skipped": skipped,
+    }
+    write_atomic(out / "summary.json", json.dumps(summary, indent=2, default=repr).encode())
     say(f"gallery written to {index} ({seconds['total']:.0f}s)")
-    return DemoResult(index, accuracy, pointing, seconds, skipped)
+    return DemoResult(index, accuracy, pointing, seconds, skipped, used, by_class)

@@ -1,24 +1,31 @@
 """Loading models and images from files, safely.
 
 Loading a model is loading code. ``.keras`` files load with ``safe_mode=True`` and
-``compile=False`` (a file with a Python ``Lambda`` is refused). Legacy ``.h5`` files, SavedModel
-folders and remote paths are refused unless the caller passes ``trust=True``. Nothing here
-changes Keras's global safe-mode setting.
+``compile=False`` (a file with a Python ``Lambda`` or a ``TFSMLayer`` is refused). Legacy
+``.h5`` files, SavedModel folders and remote paths are refused unless the caller passes
+``trust=True``; trust then applies to that one load only (``safe_mode=False`` is passed to
+that call): Keras's global safe-mode setting is never changed.
 
 Images: PNG, JPEG, BMP and WebP only, checked by content, with a pixel cap read from the
 header before anything is decoded (against decompression bombs).
+
+Importing this module imports neither TensorFlow nor Keras nor OpenCV: they load on first use,
+so a command can check its paths and refuse early without paying TensorFlow's start-up.
 """
 
 from __future__ import annotations
 
 import re
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
-import cv2
-import keras
 import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    import keras
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 _IMAGE_FORMATS = ("PNG", "JPEG", "BMP", "WEBP")
@@ -27,6 +34,10 @@ MAX_PIXELS = 40_000_000
 
 class UnsafeModelError(Exception):
     """Loading was refused because it would run untrusted code (CLI exit code 3)."""
+
+
+class InvalidModelFileError(ValueError):
+    """The file exists but is not a readable model of its format (truncated, corrupt)."""
 
 
 @dataclass(frozen=True)
@@ -49,21 +60,73 @@ def _refuse(what: str, why: str) -> UnsafeModelError:
     )
 
 
-def load_model(path: str | Path, trust: bool = False) -> LoadedModel:
-    """Loads a ``.keras`` file, or with ``trust=True`` an ``.h5`` file, a SavedModel folder
-    or a remote path.
+def _check_keras_archive(path: Path) -> None:
+    """Raises `InvalidModelFileError` unless ``path`` is a zip archive with a config.json.
+
+    Reads the archive's central directory only (not the weights).
+    """
+    invalid = (f"{path} is not a valid Keras archive (.keras files are zip archives holding "
+               "config.json and the weights)")
+    if not zipfile.is_zipfile(path):
+        raise InvalidModelFileError(f"{invalid}: it is not a zip archive, or it is truncated")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = set(archive.namelist())
+    except (zipfile.BadZipFile, OSError, EOFError) as err:
+        raise InvalidModelFileError(f"{invalid}: {err}") from None
+    if "config.json" not in names:
+        raise InvalidModelFileError(f"{invalid}: it has no config.json")
+
+
+def _load_keras_file(path: Path, trust: bool):
+    import keras
+
+    try:
+        return keras.saving.load_model(path, compile=False, safe_mode=not trust)
+    except (zipfile.BadZipFile, zlib.error, EOFError) as err:
+        raise InvalidModelFileError(
+            f"{path} is not a valid Keras archive: it is corrupt ({err})"
+        ) from None
+    except ValueError as err:
+        if "safe_mode" not in str(err):
+            raise
+        if "TFSMLayer" in str(err):
+            raise _refuse(str(path), "it wraps an external SavedModel (a TFSMLayer), whose "
+                                     "TensorFlow graph runs as it is.") from None
+        raise _refuse(str(path), "it contains Python code (e.g. a Lambda layer).") from None
+
+
+def _load_h5_file(path: Path):
+    import keras
+
+    try:
+        # Trust was given for this file: safe_mode=False applies to this call only (Keras
+        # scopes it), so Lambda layers in it load and the global setting is left as it is.
+        return keras.saving.load_model(path, compile=False, safe_mode=False)
+    except OSError as err:  # h5py: truncated or corrupt file
+        raise InvalidModelFileError(f"{path} is not a valid HDF5 model file: {err}") from None
+
+
+def check_model_path(path: str | Path, trust: bool = False) -> str:
+    """Everything about a model path that can be checked without TensorFlow or loading it.
+
+    Returns:
+      The kind of model: ``"remote"``, ``"savedmodel"``, ``"keras"`` or ``"h5"``.
 
     Raises:
-      UnsafeModelError: the file needs trust (Lambda layers, legacy formats, SavedModels,
-        remote paths) and ``trust`` is False.
-      FileNotFoundError / ValueError: no such file, or not a model.
+      UnsafeModelError: the format needs trust (legacy HDF5, SavedModel folders, remote
+        paths) and ``trust`` is False.
+      FileNotFoundError: nothing at ``path``.
+      InvalidModelFileError: a ``.keras`` file that is not a zip archive with a config.json
+        (truncated, corrupt, or another format).
+      ValueError: an unknown format, or a folder that is not a SavedModel.
     """
     text = str(path)
     if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", text):
         if not trust:
             raise _refuse(text, "remote paths (gs://, hf://, http(s)://, ...) are not loaded "
                                 "by default.")
-        return LoadedModel(keras.saving.load_model(text, compile=False, safe_mode=False), "keras")
+        return "remote"
     p = Path(text)
     if not p.exists():
         raise FileNotFoundError(f"no model at {p}")
@@ -72,24 +135,70 @@ def load_model(path: str | Path, trust: bool = False) -> LoadedModel:
             raise ValueError(f"{p} is a folder but not a SavedModel (no saved_model.pb)")
         if not trust:
             raise _refuse(str(p), "SavedModel folders hold TensorFlow graphs that run as they are.")
-        return LoadedModel(_wrap_saved_model(p), "savedmodel")
+        return "savedmodel"
     suffix = p.suffix.lower()
     if suffix == ".keras":
-        try:
-            model = keras.saving.load_model(p, compile=False, safe_mode=not trust)
-        except ValueError as err:
-            if "safe_mode" in str(err):
-                raise _refuse(str(p), "it contains Python code (e.g. a Lambda layer).") from None
-            raise
-        return LoadedModel(model, "keras")
+        _check_keras_archive(p)
+        return "keras"
     if suffix in (".h5", ".hdf5"):
         if not trust:
             raise _refuse(str(p), "legacy HDF5 files are loaded without Keras's safe mode.")
-        return LoadedModel(keras.saving.load_model(p, compile=False), "h5")
+        return "h5"
     raise ValueError(f"{p}: unknown model format; expected .keras, .h5 or a SavedModel folder")
 
 
+def load_model(path: str | Path, trust: bool = False) -> LoadedModel:
+    """Loads a ``.keras`` file, or with ``trust=True`` an ``.h5`` file, a SavedModel folder
+    or a remote path.
+
+    Trust is scoped to this call: ``safe_mode=False`` is passed to this load only, and
+    Keras's global safe-mode setting is the same afterwards (also after an error).
+
+    Raises:
+      UnsafeModelError: the file needs trust (Lambda layers, TFSMLayers, legacy formats,
+        SavedModels, remote paths) and ``trust`` is False.
+      FileNotFoundError: nothing at ``path``.
+      InvalidModelFileError: the file exists but is truncated, corrupt or not of its
+        format (a ValueError).
+      ValueError: an unknown format, or a folder that is not a SavedModel.
+    """
+    kind = check_model_path(path, trust)
+    if kind == "remote":
+        import keras
+
+        model = keras.saving.load_model(str(path), compile=False, safe_mode=False)
+        return LoadedModel(model, "keras")
+    p = Path(path)
+    if kind == "savedmodel":
+        return LoadedModel(_wrap_saved_model(p), "savedmodel")
+    if kind == "keras":
+        return LoadedModel(_load_keras_file(p, trust), "keras")
+    return LoadedModel(_load_h5_file(p), "h5")
+
+
+def contains_tfsm_layer(model) -> bool:
+    """Whether ``model`` (or a model nested in it) holds a `keras.layers.TFSMLayer`.
+
+    Such a layer is an opaque SavedModel graph: its inner layers cannot be reached, and a
+    final softmax inside it cannot be bypassed.
+    """
+    import keras
+
+    seen, stack = set(), [model]
+    while stack:
+        layer = stack.pop()
+        if id(layer) in seen:
+            continue
+        seen.add(id(layer))
+        if isinstance(layer, keras.layers.TFSMLayer):
+            return True
+        stack.extend(getattr(layer, "layers", ()) or ())
+    return False
+
+
 def _wrap_saved_model(path: Path) -> keras.Model:
+    import keras
+
     layer = keras.layers.TFSMLayer(str(path), call_endpoint="serve")
     endpoint = layer.call_endpoint_fn  # a signature, or a restored tf.function
     signature = getattr(endpoint, "structured_input_signature", None)
@@ -125,6 +234,8 @@ def image_files(paths: Sequence[str | Path]) -> list[Path]:
 def preprocessor(name: str):
     """``none`` (pixels 0..255), ``scale`` (to 0..1) or a keras.applications module name
     (e.g. ``resnet50``, ``mobilenet_v2``) whose ``preprocess_input`` is used."""
+    import keras
+
     if name == "none":
         return lambda x: x
     if name == "scale":
@@ -138,6 +249,7 @@ def preprocessor(name: str):
 
 def read_image(path: Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """Reads one image as uint8 RGB, after checking its format and size from the header."""
+    import cv2
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -170,6 +282,8 @@ def load_images(
       ``(inputs float32 (N, H, W, C), display uint8 RGB (N, H, W, 3), files, notes)`` where
       ``notes`` says which resizing was done.
     """
+    import cv2
+
     files = image_files(paths)
     rgb = [read_image(f, max_pixels) for f in files]
     if len(input_shape) != 4:
