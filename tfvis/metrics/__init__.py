@@ -4,6 +4,22 @@ A metric is built with its model (where it needs one) and options, and called on
 returns a `MetricResult` (``values`` per image, ``mean``, ``curves`` where it has them).
 """
 
+from tfvis.metrics.deletion import Deletion, Insertion
+from tfvis.metrics.drop import AverageDrop, IncreaseInConfidence
+from tfvis.metrics.fidelity import MuFidelity
+from tfvis.metrics.localization import LocalizationError
+from tfvis.metrics.pointing import PointingGame
 from tfvis.metrics.result import MetricResult
+from tfvis.metrics.sanity import SanityCheck
 
-__all__ = ["MetricResult"]
+__all__ = [
+    "AverageDrop",
+    "Deletion",
+    "IncreaseInConfidence",
+    "Insertion",
+    "LocalizationError",
+    "MetricResult",
+    "MuFidelity",
+    "PointingGame",
+    "SanityCheck",
+]

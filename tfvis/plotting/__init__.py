@@ -16,6 +16,7 @@ from tfvis.plotting.images import (
     tile,
     to_uint8_rgb,
 )
+from tfvis.plotting.metrics import sanity_curves
 
 __all__ = [
     "colorize",
@@ -25,6 +26,7 @@ __all__ = [
     "normalize",
     "overlay",
     "resize",
+    "sanity_curves",
     "show_map",
     "tile",
     "to_uint8_rgb",
