@@ -6,6 +6,7 @@ returns a `MetricResult` (``values`` per image, ``mean``, ``curves`` where it ha
 
 from tfvis.metrics.deletion import Deletion, Insertion
 from tfvis.metrics.drop import AverageDrop, IncreaseInConfidence
+from tfvis.metrics.evaluate import Evaluation, evaluate
 from tfvis.metrics.fidelity import MuFidelity
 from tfvis.metrics.localization import LocalizationError
 from tfvis.metrics.pointing import PointingGame
@@ -15,6 +16,7 @@ from tfvis.metrics.sanity import SanityCheck
 __all__ = [
     "AverageDrop",
     "Deletion",
+    "Evaluation",
     "IncreaseInConfidence",
     "Insertion",
     "LocalizationError",
@@ -22,4 +24,5 @@ __all__ = [
     "MuFidelity",
     "PointingGame",
     "SanityCheck",
+    "evaluate",
 ]
