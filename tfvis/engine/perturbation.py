@@ -58,10 +58,14 @@ class MaskSet:
         leading axes ``(N, M)`` (one row per image and mask: e.g. each image's own activation
         maps). A chunk's rows are gathered and rendered inside the compiled step.
       per_image: whether the params have the ``(N, M, ...)`` layout.
+      by_image: how many of the last params are per image only, ``(N, ...)``, gathered by the
+        pair's image index (e.g. each image's pixel ranks, compared with a per-mask count):
+        one copy per image, whatever the number of masks.
     """
 
     params: tuple
     per_image: bool = False
+    by_image: int = 0
 
     @property
     def count(self) -> int:
@@ -97,13 +101,15 @@ def blend(x: tf.Tensor, fill: tf.Tensor, keep: tf.Tensor) -> tf.Tensor:
     return fill + keep * (x - fill)
 
 
-def pair_step(score: ScoreFn, render: RenderFn, *, per_image: bool = False):
+def pair_step(score: ScoreFn, render: RenderFn, *, per_image: bool = False, by_image: int = 0):
     """Compiles the per-chunk step of `stream` (traced once per input signature).
 
     Args:
       score: model and target, see `ScoreFn`.
-      render: mask rendering, see `RenderFn`.
+      render: mask rendering, see `RenderFn`; it gets the mask-indexed rows, then the
+        image-indexed ones.
       per_image: whether the mask params are per image (`MaskSet.per_image`).
+      by_image: how many trailing params are gathered by image only (`MaskSet.by_image`).
 
     Returns:
       A `tf.function` ``(acc, tensors, fill, context, params, image, mask, valid) ->
@@ -113,11 +119,13 @@ def pair_step(score: ScoreFn, render: RenderFn, *, per_image: bool = False):
 
     def step(acc, tensors, fill, context, params, image, mask, valid):
         size = tf.shape(tensors)
+        split = len(params) - by_image
         if per_image:
             at = tf.stack([image, mask], axis=1)
-            rows = tuple(tf.gather_nd(p, at) for p in params)
+            rows = tuple(tf.gather_nd(p, at) for p in params[:split])
         else:
-            rows = tuple(tf.gather(p, mask) for p in params)
+            rows = tuple(tf.gather(p, mask) for p in params[:split])
+        rows += tuple(tf.gather(p, image) for p in params[split:])
         keep, weight = render(rows, size[1], size[2])
         perturbed = blend(tf.gather(tensors, image), tf.gather(fill, image), keep)
         scores, top = score(perturbed, tuple(tf.gather(c, image) for c in context))
@@ -176,7 +184,7 @@ def stream(
     """Scores every (image, mask) pair in chunks of ``batch_size`` and accumulates.
 
     Args:
-      step: from `pair_step` (with ``per_image`` matching ``masks``).
+      step: from `pair_step` (with ``per_image`` and ``by_image`` matching ``masks``).
       tensors: float32 ``(N, H, W, C)``, what is perturbed: the images, or a layer's
         activations of each image.
       fill: float32 ``(N, H, W, C)``, what shows where a mask's ``keep`` is 0.
@@ -194,8 +202,11 @@ def stream(
       A `StreamResult`.
     """
     n, m = len(tensors), masks.count
-    if masks.per_image and any(len(p) != n for p in masks.params):
-        raise ValueError(f"per-image mask parameters have {[len(p) for p in masks.params]} "
+    split = len(masks.params) - masks.by_image
+    per_image = list(masks.params[split:]) + (list(masks.params[:split]) if masks.per_image
+                                              else [])
+    if any(len(p) != n for p in per_image):
+        raise ValueError(f"per-image mask parameters have {[len(p) for p in per_image]} "
                          f"rows for {n} images")
     batch_size = chunk_size(n * m, batch_size)
     if chunks is None:

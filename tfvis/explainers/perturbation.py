@@ -192,7 +192,7 @@ class PerturbationExplainer(Explainer):
         dtype = keras.backend.standardize_dtype(getattr(info.layer, "compute_dtype", None))
         return dtype if dtype.startswith(("float", "bfloat")) else "float32"
 
-    def _pair_step(self, kind: Any, per_image: bool):
+    def _pair_step(self, kind: Any, per_image: bool, by_image: int = 0):
         inputs = max(len(self.inputs), 1)
         fed = inputs if self.perturbs_layer else inputs - 1  # context arrays of model inputs
 
@@ -211,9 +211,9 @@ class PerturbationExplainer(Explainer):
                 return (self.perturbed_scores(kind, outputs, weights, tuple(params)),
                         self._top_class(outputs))
 
-            return pair_step(score, self.render, per_image=per_image)
+            return pair_step(score, self.render, per_image=per_image, by_image=by_image)
 
-        return self._cached_step(("pairs", per_image), kind, make)
+        return self._cached_step(("pairs", per_image, by_image), kind, make)
 
     def _unperturbed(self, source, resolved: Targets, batch_size: int) -> Unperturbed:
         """Scores (and the layer's activations) of the unperturbed inputs, in chunks."""
@@ -269,7 +269,8 @@ class PerturbationExplainer(Explainer):
         context = (base.used, *base.params,
                    *(base.inputs if self.perturbs_layer else base.others))
         result = stream(
-            self._pair_step(resolved.kind, masks.per_image), tensors, fill, context, masks,
+            self._pair_step(resolved.kind, masks.per_image, masks.by_image), tensors, fill,
+            context, masks,
             size, keep_scores=self.keep_scores, verbose=self.verbose,
             chunks=self._pipeline(n, masks.count, size),
         )

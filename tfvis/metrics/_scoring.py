@@ -20,14 +20,14 @@ Callable and task targets always get the model's raw outputs.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any, Callable
 
 import numpy as np
 import tensorflow as tf
 
-from tfvis.engine.compiled import compile_step
 from tfvis.engine.imageops import gaussian_blur
-from tfvis.engine.perturbation import _on_device, blend
+from tfvis.engine.perturbation import MaskSet, chunk_size, stream
 from tfvis.explainers.base import _check_batch_size
 from tfvis.explainers.perturbation import PerturbationExplainer, broadcast_fill, finite_fill
 from tfvis.inputs import as_source
@@ -91,6 +91,18 @@ def auc(curves: np.ndarray, fractions: np.ndarray) -> np.ndarray:
     return ((curves[:, 1:] + curves[:, :-1]) * 0.5 * widths).sum(axis=1)
 
 
+def _ranked(rows: tuple, height, width, deletion: bool) -> tuple:
+    counts, ranks = rows
+    shown = ranks < counts[:, None, None]
+    return tf.cast(tf.logical_not(shown) if deletion else shown, tf.float32), None
+
+
+def ranked_masks(deletion: bool) -> Callable:
+    """The render of deletion/insertion masks (`Scorer.rank_scores`): pixels of rank below
+    the step's count are removed (deletion: ``keep`` 0) or shown (insertion: ``keep`` 1)."""
+    return partial(_ranked, deletion=deletion)
+
+
 class Scorer(PerturbationExplainer):
     """The model side of a metric (see the module docstring).
 
@@ -143,40 +155,21 @@ class Scorer(PerturbationExplainer):
         resolved.check_count(source.n)
         return self._unperturbed(source, resolved, size), resolved, size
 
-    def _rank_step(self, kind: Any, deletion: bool):
-        fed = max(len(self.inputs), 1) - 1
-
-        def make():
-            def step(tensors, fill, ranks, counts, context, image, mask):
-                shown = tf.gather(ranks, image) < tf.gather(counts, mask)[:, None, None]
-                keep = tf.logical_not(shown) if deletion else shown
-                perturbed = blend(tf.gather(tensors, image), tf.gather(fill, image), keep)
-                rows = tuple(tf.gather(c, image) for c in context)
-                weights, params = rows[0], rows[1:len(rows) - fed]
-                outputs = self.forward(perturbed, others=tuple(rows[len(rows) - fed:]))
-                return tf.cast(self.perturbed_scores(kind, outputs, weights, tuple(params)),
-                               tf.float32)
-
-            return compile_step(step)
-
-        return self._cached_step(("ranks", deletion), kind, make)
-
     def rank_scores(self, kind: Any, base, fill: np.ndarray, ranks: np.ndarray,
-                    counts: np.ndarray, deletion: bool, batch_size: int) -> np.ndarray:
+                    counts: np.ndarray, batch_size: int) -> np.ndarray:
         """``(N, M)`` scores of each image with the pixels of rank below ``counts[j]``
-        replaced by ``fill`` (deletion) or with only those pixels shown over ``fill``
-        (insertion), streamed in chunks of at most ``batch_size`` perturbed images.
+        replaced by ``fill`` (a scorer built with ``render=ranked_masks(deletion=True)``) or
+        with only those pixels shown over ``fill`` (``deletion=False``), streamed through the
+        perturbation engine in chunks of at most ``batch_size`` perturbed images.
 
-        The per-image parameters are one int rank map per image (``(N, H, W)``, on the
-        device once) and one pixel count per step, so memory does not grow with the steps.
+        The masks are one count per step, shared by the images, and one int rank map per
+        image (`MaskSet.by_image`), so memory does not grow with the steps. Sets ``calls``
+        to the number of compiled model calls.
         """
         n, m = len(ranks), len(counts)
-        step = self._rank_step(kind, deletion)
-        context = (base.used, *base.params, *base.others)
-        args = [_on_device(np.asarray(a)) for a in (base.x, fill, ranks.astype(np.int32),
-                                                    counts.astype(np.int32))]
-        context = tuple(_on_device(c) for c in context)
-        out = [step(*args, context, image, mask)
-               for image, mask, _ in self._pipeline(n, m, batch_size)]
-        self.calls = len(out)
-        return tf.concat(out, 0)[: n * m].numpy().reshape(n, m)
+        masks = MaskSet((counts.astype(np.int32), ranks.astype(np.int32)), by_image=1)
+        result = stream(self._pair_step(kind, False, 1), base.x, fill, (base.used, *base.params, *base.others), masks,
+                        batch_size, keep_scores=True, chunks=self._pipeline(n, m, batch_size))
+        size = chunk_size(n * m, batch_size)
+        self.calls = -(-n * m // size)
+        return result.scores

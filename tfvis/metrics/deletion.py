@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from tfvis.metrics._scoring import Scorer, as_maps, auc, substrate_values
+from tfvis.metrics._scoring import Scorer, as_maps, auc, ranked_masks, substrate_values
 from tfvis.metrics.result import MetricResult
 
 
@@ -89,7 +89,8 @@ class _PixelCurve:
         self.substrate = substrate
         self.sigma = float(sigma)
         self.batch_size = batch_size
-        self.scorer = Scorer(model, score=score, output=output, input=input)
+        self.scorer = Scorer(model, score=score, render=ranked_masks(self.deletion),
+                             output=output, input=input)
 
     def __call__(self, images: Any, maps: Any, targets: Any = None) -> MetricResult:
         """The metric of ``maps`` on ``images``.
@@ -115,8 +116,7 @@ class _PixelCurve:
         fill = substrate_values(self.substrate, x, self.sigma)
         ranks = pixel_ranks(maps)
         streamed = counts[1:] if self.deletion else counts[:-1]
-        scores = scorer.rank_scores(resolved.kind, base, fill, ranks, streamed, self.deletion,
-                                    size)
+        scores = scorer.rank_scores(resolved.kind, base, fill, ranks, streamed, size)
         whole = np.asarray(base.scores, np.float32)[:, None]
         curves = np.concatenate([whole, scores] if self.deletion else [scores, whole], axis=1)
         fractions = counts / float(height * width)
