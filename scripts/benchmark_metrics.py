@@ -5,6 +5,8 @@ Usage::
     python scripts/benchmark_metrics.py --quick     # seconds: checks the script
     python scripts/benchmark_metrics.py             # 64 images x 64 steps (a few minutes on CPU)
     python scripts/benchmark_metrics.py --out benchmarks/metrics.md
+    python scripts/benchmark_metrics.py --others    # also xplique 2.0.2, timed and cross-checked
+                                                    # (install it with scripts/setup_bench.sh)
 
 Workload: the demo CNN (``tfvis.demo.build_model((64, 64, 3))``, untrained: the cost does
 not depend on the weights), 64 random 64x64 images and random maps; `tfvis.metrics.Deletion`
@@ -16,6 +18,13 @@ perturbed images per model call. Deletion + insertion score ``2 * N * steps`` pe
 same batch size, called on a resident batch as many times as the metrics' perturbed images
 need (``2 * ceil(N * steps / batch)`` calls): the least work any implementation must do. It
 has no rendering, blending, gathers, ranking, substrate or unperturbed pass.
+
+``--others`` adds xplique 2.0.2's ``Deletion`` / ``Insertion`` on the same work (same model,
+images, maps, targets, steps, batch size and substrates, passed as its ``baseline_mode``
+functions), timed in the same rounds, and cross-checks the AUCs: xplique returns the mean over
+images of the trapezoid AUC, computed on counts ``floor(i * H * W / steps)`` (tfvis: ``ceil``;
+equal when ``steps`` divides ``H * W``, as for 64x64 and 64 steps) with ties broken in reverse
+raster order (random maps have none).
 
 Timing on a shared machine swings within seconds, so each round runs each metric back to back
 with its own floor (alternating which goes first); the ratio is taken within the round and the
@@ -50,6 +59,7 @@ def main(argv=None) -> int:
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--out", help="write the Markdown table here")
+    parser.add_argument("--others", action="store_true", help="also xplique (bench venv)")
     args = parser.parse_args(argv)
     if args.quick:
         args.images, args.steps, args.rounds = 8, 16, 2
@@ -63,9 +73,14 @@ def main(argv=None) -> int:
 
     metrics = {"deletion": deletion, "insertion": insertion}
     model_calls = {}
+    aucs = {}
 
     def run_metric(name):
-        model_calls[name] = metrics[name](x, maps).extras["model_calls"]
+        result = metrics[name](x, maps)
+        model_calls[name] = result.extras["model_calls"]
+        aucs[name] = result.mean
+
+    others = xplique_metrics(model, x, args) if args.others else {}
 
     forward = tf.function(lambda t: model(t, training=False), autograph=False)
     batch = tf.constant(rng.random((args.batch, 64, 64, 3)).astype(np.float32))
@@ -87,6 +102,13 @@ def main(argv=None) -> int:
         run_metric(name)
     first = time.perf_counter() - start
     floor()
+    crosscheck = []
+    for name, other in others.items():
+        start = time.perf_counter()
+        value = other(maps)
+        crosscheck.append(f"| {name} | {aucs[name]:.6f} | {value:.6f} | "
+                          f"{abs(aucs[name] - value):.2e} | {time.perf_counter() - start:.2f} |")
+    other_s, other_ratios = [], []
 
     # one round = each metric once, each back to back with its floor (order alternating)
     ratios, cpu_ratios, metric_s, floor_s = [], [], [], []
@@ -102,6 +124,11 @@ def main(argv=None) -> int:
         cpu_ratios.append(cc / fc)
         metric_s.append(c)
         floor_s.append(f)
+        if others:
+            (ow, _), (fw, _) = timed(lambda: [o(maps) for o in others.values()]), timed(
+                lambda: [floor() for _ in others])
+            other_s.append(ow)
+            other_ratios.append(ow / fw)
         print(f"round {r + 1}: metrics {c:.3f} s, floor {f:.3f} s, ratio {c / f:.3f} "
               f"(CPU time ratio {cc / fc:.3f})", flush=True)
     model_calls = sum(model_calls.values())
@@ -123,6 +150,14 @@ def main(argv=None) -> int:
     device = "GPU" if tf.config.list_physical_devices("GPU") else f"CPU ({os.cpu_count()} cores)"
     header = (f"{args.rounds} rounds; TensorFlow {tf.__version__}, Python "
               f"{platform.python_version()}, {device}")
+    if others:
+        table += (f"\n| xplique 2.0.2, same work | {perturbed} | - | "
+                  f"{statistics.median(other_s):.3f} | - | "
+                  f"**{statistics.median(other_ratios):.3f}x** | {min(other_ratios):.3f} / "
+                  f"{max(other_ratios):.3f} | - | - |")
+        table += ("\n\nCross-check on the same maps (mean AUC over images; first call):\n\n"
+                  "| metric | tfvis | xplique | abs. difference | xplique first call s |\n"
+                  "|---|---:|---:|---:|---:|\n" + "\n".join(crosscheck))
     print(header)
     print(table)
     if args.out:
@@ -146,9 +181,25 @@ The floor is the model's compiled forward on a resident batch, called as many ti
 perturbed images need; the metrics also rank the pixels, build the substrate (the image mean for
 deletion, a Gaussian blur for insertion), gather and blend each chunk's images inside the
 compiled step, and run one unperturbed pass of the images per metric (the "+ 2" model calls).
-Target: at most 1.10x the floor. xplique's `Deletion`/`Insertion` are not in this table: no
-benchmark venv with xplique was available (`bash scripts/setup_bench.sh` installs one).
+Target: at most 1.10x the floor and faster than xplique (its row, with ``--others``, runs in
+the venv made by `bash scripts/setup_bench.sh`).
 """
+
+
+def xplique_metrics(model, x, args) -> dict:
+    """xplique's Deletion and Insertion on the same work, as ``maps -> mean AUC`` functions."""
+    from xplique.metrics import Deletion as XDeletion
+    from xplique.metrics import Insertion as XInsertion
+
+    from tfvis.metrics._scoring import substrate_values
+
+    probabilities = model(x, training=False).numpy()
+    targets = np.eye(probabilities.shape[-1], dtype=np.float32)[probabilities.argmax(-1)]
+    mean, blur = substrate_values("mean", x), substrate_values("blur", x)
+    common = {"batch_size": args.batch, "steps": args.steps}
+    deletion = XDeletion(model, x, targets, baseline_mode=lambda _: mean, **common)
+    insertion = XInsertion(model, x, targets, baseline_mode=lambda _: blur, **common)
+    return {"deletion": deletion.evaluate, "insertion": insertion.evaluate}
 
 if __name__ == "__main__":
     raise SystemExit(main())
