@@ -42,6 +42,30 @@ def test_cam_family_points_at_the_objects(demo):
     assert result.pointing["counterfactual_gradcam"] < result.pointing["gradcam"]
 
 
+def test_summary_and_gallery_state_deletion_and_insertion_per_method(demo):
+    out, result = demo
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["deletion_auc"]) == set(summary["insertion_auc"]) == set(result.pointing)
+    assert summary["deletion_auc"] == result.deletion
+    assert summary["insertion_auc"] == result.insertion
+    for name in result.pointing:
+        assert 0.0 <= result.deletion[name] <= 1.0 and 0.0 <= result.insertion[name] <= 1.0
+    settings = summary["metric_settings"]
+    assert settings["images"] == 32 and settings["deletion"]["steps"] == 32
+    assert settings["insertion"]["substrate"] == "blur"
+    assert set(summary["baselines"]) == {"random", "centre"}
+    # a CAM map removes the evidence faster than a random map, and inserts it faster
+    random = summary["baselines"]["random"]
+    assert result.deletion["gradcam"] < random["deletion"]
+    assert result.insertion["gradcam"] > random["insertion"]
+    assert result.pointing["gradcam"] > random["pointing_game"]
+    # evidence *against* the class, removed first, hardly lowers its probability
+    assert result.deletion["counterfactual_gradcam"] > result.deletion["gradcam"]
+    page = result.index.read_text()
+    assert "Deletion / insertion AUC" in page and "baselines: random" in page
+    assert ", deletion 0." in page and ", insertion 0." in page  # per-image captions
+
+
 def test_each_method_has_its_own_file_names(demo):
     out, _ = demo
     row = sorted(p.name for p in (out / "images").iterdir() if p.name.startswith("000_"))

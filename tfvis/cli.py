@@ -34,6 +34,7 @@ EXAMPLES = """examples:
   tfvis explain model.keras photos/ --method Grad-CAM++ --layer conv5_block3_out --target top5
   tfvis explain model.keras cat.png --method rise --option num_masks=1000 --option grid_size=8,8
   tfvis explain exported_savedmodel/ img.png --method saliency --trust-model --preprocess scale
+  tfvis evaluate model.keras photos/ --methods gradcam saliency random --metrics deletion insertion --out eval/
 
 Loading a model runs code stored in it: .keras files load in Keras's safe mode; legacy .h5
 files, SavedModel folders, TFSMLayers and remote paths need --trust-model.
@@ -45,6 +46,16 @@ exit codes: 0 ok, 1 failed, 2 usage/input error, 3 refused for safety, 4 method 
 _SET_BY_COMMAND = ("layer", "verbose")
 #: How many close layer names a typo lists.
 _CLOSE_LAYERS = 5
+#: The metrics `tfvis evaluate` takes: `tfvis.metrics.evaluate.METRICS`, spelled out here so
+#: that help and usage errors need no TensorFlow (a test checks they agree).
+EVALUATE_METRICS = ("deletion", "insertion", "pointing_game", "pointing_energy", "average_drop",
+                    "increase_in_confidence", "mu_fidelity", "localization_error")
+#: Metrics that need object masks (``--masks``).
+_NEEDS_MASKS = ("pointing_game", "pointing_energy", "localization_error")
+#: Rows of `tfvis evaluate` that are baselines, not registered methods.
+_BASELINES = {"random": "random", "centre": "centre", "center": "centre"}
+#: The files `tfvis evaluate` writes inside ``--out``.
+EVALUATE_FILES = ("table.md", "table.csv", "curves.png")
 
 
 class UsageError(Exception):
@@ -305,7 +316,52 @@ def build_parser(debug: bool = False) -> argparse.ArgumentParser:
                          help="allow .h5, SavedModel folders, remote paths, Lambda layers and "
                               "TFSMLayers (for this load only)")
     explain.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+
+    evaluate = sub.add_parser(
+        "evaluate", help="score methods with faithfulness metrics, write a table and curves",
+        epilog=EVALUATE_HELP + "\n" + EXAMPLES, formatter_class=fmt)
+    evaluate.add_argument("model", help=".keras file (others need --trust-model)")
+    evaluate.add_argument("images", nargs="+", help="image files (PNG/JPEG/BMP/WebP) or folders")
+    evaluate.add_argument("--methods", nargs="+", metavar="NAME",
+                          default=["gradcam", "random", "centre"],
+                          help="method names or titles, 'all' (every method), and the baselines "
+                               "'random' and 'centre' (default: gradcam random centre)")
+    evaluate.add_argument("--metrics", nargs="+", metavar="NAME", default=["all"],
+                          help=f"{', '.join(EVALUATE_METRICS)} or all (default: all; those "
+                               "needing objects run only with --masks)")
+    evaluate.add_argument("--out", default="tfvis-eval",
+                          help="output folder for table.md, table.csv, curves.png "
+                               "(default: tfvis-eval)")
+    evaluate.add_argument("--masks", metavar="DIR",
+                          help="object masks: for each image, a file with the same name stem in "
+                               "DIR; pixels brighter than 127 are the object")
+    evaluate.add_argument("--target", default="top1",
+                          help="top1 (predicted class) or a class index (default: top1)")
+    evaluate.add_argument("--option", action="append", metavar="[NAME.]KEY=VALUE",
+                          help="an option of a method or a metric: gradcam.layer=conv5, "
+                               "deletion.steps=32, or KEY=VALUE for every method that has it; "
+                               "repeatable")
+    evaluate.add_argument("--preprocess", default="none",
+                          help="none (0..255), scale (0..1) or a keras.applications name "
+                               "(default: none)")
+    evaluate.add_argument("--batch-size", type=int, default=None,
+                          help="perturbed images per model call of the metrics (default: 64)")
+    evaluate.add_argument("--seed", type=int, default=0,
+                          help="seed of the random baseline and of MuFidelity (default: 0)")
+    evaluate.add_argument("--trust-model", action="store_true",
+                          help="allow .h5, SavedModel folders, remote paths, Lambda layers and "
+                               "TFSMLayers (for this load only)")
+    evaluate.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    evaluate.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
+
+
+EVALUATE_HELP = f"""metrics: {', '.join(EVALUATE_METRICS)}
+  deletion, average_drop and localization_error: lower is better; the others: higher.
+  pointing_game, pointing_energy and localization_error need --masks.
+baselines: random (a seeded uniform map), centre (a centred Gaussian prior).
+writes: {', '.join(EVALUATE_FILES)} (curves.png when deletion or insertion ran).
+"""
 
 
 # -- commands --------------------------------------------------------------------------------
@@ -522,6 +578,245 @@ def _explain(args) -> int:
     return 0
 
 
+def _mask_files(masks_dir: str, files: Sequence[Path]) -> list[Path]:
+    """For each image, the mask in ``masks_dir`` with the same name stem (no TensorFlow)."""
+    from tfvis.io import IMAGE_SUFFIXES
+
+    folder = Path(masks_dir)
+    if not folder.is_dir():
+        raise UsageError(f"--masks {masks_dir}: not a folder (masks are image files named like "
+                         "the images, in one folder)")
+    by_stem: dict[str, Path] = {}
+    for f in sorted(folder.iterdir()):
+        if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES:
+            by_stem.setdefault(f.stem, f)
+    missing = [f.name for f in files if f.stem not in by_stem]
+    if missing:
+        raise UsageError(f"no mask in {folder} for {', '.join(missing[:5])}"
+                         f"{' ...' if len(missing) > 5 else ''}: each image needs a mask file "
+                         "with the same name stem (e.g. cat.png for cat.jpg)")
+    return [by_stem[f.stem] for f in files]
+
+
+def _evaluate_pairs(items: Sequence[str] | None) -> list[tuple[str, str]]:
+    """``--option [NAME.]KEY=VALUE`` items as ``(key, value)`` pairs (no TensorFlow)."""
+    pairs = []
+    for item in items or ():
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        prefix, dot, option = key.rpartition(".")
+        option = option.replace("-", "_")
+        if not sep or not option.isidentifier() or (dot and not prefix.strip()):
+            raise UsageError("--option takes [NAME.]KEY=VALUE (e.g. deletion.steps=32 or "
+                             f"num_masks=1000), not {item!r}")
+        pairs.append((f"{prefix}.{option}" if dot else option, value))
+    return pairs
+
+
+def _evaluate_options(pairs: Sequence[tuple[str, str]], methods: Sequence[str],
+                      metrics: Sequence[str]) -> tuple[dict, dict]:
+    """``--option`` pairs as ``(method options, metric options)`` per registry/metric name.
+
+    ``NAME.KEY=VALUE`` goes to that method (name or title) or metric; a bare ``KEY=VALUE`` to
+    every method that has the option.
+
+    Raises:
+      UsageError: a name that is not evaluated, or an option no such method or metric has.
+    """
+    method_opts: dict[str, dict] = {m: {} for m in methods}
+    metric_opts: dict[str, dict] = {m: {} for m in metrics}
+    for key, value in pairs:
+        prefix, dot, option = key.rpartition(".") if "." in key else ("", "", key)
+        if not dot:
+            owners = [m for m in methods if option in method_options(resolve_method(m))
+                      or option == "layer" and "layer" in inspect.signature(
+                          resolve_method(m).__init__).parameters]
+            if not owners:
+                raise UsageError(f"no method among {', '.join(methods) or '(none)'} has the "
+                                 f"option {option!r}; write NAME.{option}=... for a metric")
+            for m in owners:
+                method_opts[m][option] = parse_value(value)
+            continue
+        metric = prefix.lower().replace("-", "_")
+        if metric in metric_opts:
+            allowed = _metric_option_names(metric)
+            if option not in allowed:
+                raise UsageError(f"metric {metric} has no option {option!r}; its options: "
+                                 f"{', '.join(allowed)}")
+            metric_opts[metric][option] = parse_value(value)
+            continue
+        if prefix.lower() in _BASELINES:
+            raise UsageError(f"the {prefix} baseline has no options")
+        try:
+            cls = resolve_method(prefix)
+        except UsageError:
+            raise UsageError(f"--option {key}: {prefix!r} is neither an evaluated method "
+                             f"({', '.join(methods) or 'none'}) nor a metric "
+                             f"({', '.join(metrics)})") from None
+        if cls.name not in method_opts:
+            raise UsageError(f"--option {key}: {cls.name} is not among --methods")
+        if option == "layer":
+            method_opts[cls.name]["layer"] = value
+        else:
+            method_opts[cls.name].update(parse_options(cls, [(option, value)]))
+    return method_opts, metric_opts
+
+
+def _metric_option_names(metric: str) -> list[str]:
+    """The constructor options of a metric built by name (without model, batch_size)."""
+    from tfvis import metrics as m
+
+    cls = {"deletion": m.Deletion, "insertion": m.Insertion, "pointing_game": m.PointingGame,
+           "pointing_energy": m.PointingGame, "average_drop": m.AverageDrop,
+           "increase_in_confidence": m.IncreaseInConfidence, "mu_fidelity": m.MuFidelity,
+           "localization_error": m.LocalizationError}[metric]
+    names = []
+    for klass in cls.__mro__:
+        init = vars(klass).get("__init__")
+        if init is not None:
+            names += [p.name for p in list(inspect.signature(init).parameters.values())[1:]
+                      if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    skip = {"model", "batch_size", "energy"}
+    return [n for n in dict.fromkeys(names) if n not in skip]
+
+
+def _evaluate(args) -> int:
+    from tfvis.io import check_model_path, image_files
+
+    # Everything that can be checked without TensorFlow comes first.
+    out = Path(args.out)
+    if out.is_symlink():
+        raise UsageError(f"{out} is a symbolic link; refusing to write through it")
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"{out} exists and is not a folder")
+    existing = [name for name in EVALUATE_FILES if (out / name).exists()
+                or (out / name).is_symlink()]
+    if existing and not args.overwrite:
+        raise UsageError(f"{out} already holds {', '.join(existing)}; pass --overwrite to "
+                         "replace them")
+    for name in EVALUATE_FILES:
+        if (out / name).is_symlink():
+            raise UsageError(f"{out / name} is a symbolic link; refusing to write through it")
+    files = image_files(args.images)
+    mask_files = _mask_files(args.masks, files) if args.masks else None
+    metrics = []
+    for name in args.metrics:
+        key = name.lower().replace("-", "_")
+        if key == "all":
+            metrics += list(EVALUATE_METRICS)
+        elif key in EVALUATE_METRICS:
+            metrics.append(key)
+        else:
+            close = difflib.get_close_matches(key, EVALUATE_METRICS, n=2, cutoff=0.5)
+            hint = f" Did you mean {', '.join(close)}?" if close else ""
+            raise UsageError(f"unknown metric {name!r}.{hint} Metrics: "
+                             f"{', '.join(EVALUATE_METRICS)} or all")
+    metrics = list(dict.fromkeys(metrics))
+    if mask_files is None and all(m in _NEEDS_MASKS for m in metrics):
+        raise UsageError(f"{', '.join(metrics)} need object masks: pass --masks DIR")
+    pairs = _evaluate_pairs(args.option)
+    if args.batch_size is not None and args.batch_size < 1:
+        raise UsageError(f"--batch-size must be a positive int, got {args.batch_size}")
+    check_model_path(args.model, trust=args.trust_model)
+
+    _import_tensorflow(args.debug)
+    import numpy as np
+
+    from tfvis.explainers import REGISTRY
+    from tfvis.gallery import write_atomic
+    from tfvis.inputs import input_shape
+    from tfvis.io import load_images, load_model, read_image
+    from tfvis.metrics.evaluate import build_metric, evaluate
+
+    rows: list[str] = []
+    for name in args.methods:
+        if name.lower() == "all":
+            rows += list(REGISTRY)
+        elif name.lower() in _BASELINES:
+            rows.append(_BASELINES[name.lower()])
+        else:
+            rows.append(resolve_method(name).name)
+    rows = list(dict.fromkeys(rows))
+    methods = [r for r in rows if r not in _BASELINES.values()]
+    method_opts, metric_opts = _evaluate_options(pairs, methods, metrics)
+    loaded = load_model(args.model, trust=args.trust_model)
+    model = loaded.model
+    for name in methods:
+        layer = method_opts[name].get("layer")
+        _check_supported(REGISTRY[name], model, loaded.kind, layer)
+        if layer is not None:
+            method_opts[name]["layer"] = _layer_arg(model, str(layer), args.model)
+    x, _, _, notes = load_images(files, input_shape(model), args.preprocess)
+    for note in notes:
+        print(note)
+    masks = None
+    if mask_files is not None:
+        import cv2
+
+        height, width = x.shape[1:3]
+        masks = []
+        for f in mask_files:
+            mask = read_image(f).max(axis=-1)
+            if mask.shape != (height, width):
+                mask = cv2.resize(mask, (width, height), interpolation=cv2.INTER_NEAREST)
+            if not (mask > 127).any():
+                raise UsageError(f"mask {f} has no object pixel (none brighter than 127)")
+            masks.append(mask > 127)
+        masks = np.stack(masks)
+    probs = np.asarray(model.predict(x, verbose=0))
+    if probs.ndim != 2:
+        raise UnsupportedMethod(f"the model output has shape {probs.shape}; class targets "
+                                "need a (N, classes) output")
+    target = _targets(args.target, probs.shape[1]) if args.target != "top5" else None
+    if target is None:
+        raise UsageError("--target takes top1 or a class index for evaluate")
+    targets = target[0][1]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        built = []
+        try:
+            for m in metrics:
+                built.append(build_metric(m, model, seed=args.seed, batch_size=args.batch_size,
+                                          **metric_opts[m]))
+        except (ValueError, TypeError) as err:
+            raise UsageError(f"metric {m}: {err}") from None
+        explainers = []
+        for name in rows:
+            if name in _BASELINES.values():
+                explainers.append(name)
+                continue
+            cls = REGISTRY[name]
+            try:
+                explainers.append(cls(model, verbose=0, **method_opts[name]))
+            except (ValueError, TypeError) as err:
+                message = _short_error(err, args.model)
+                if method_opts[name]:
+                    raise UsageError(f"{cls.title}: {message}") from None
+                raise UnsupportedMethod(f"{cls.title}: {message}") from None
+        evaluation = evaluate(model, x, explainers, built, targets=targets, masks=masks,
+                              seed=args.seed, batch_size=args.batch_size,
+                              verbose=0 if args.quiet else 1)
+    _print_warnings(caught)
+    out.mkdir(parents=True, exist_ok=True)
+    evaluation.notes[:0] = [f"model: {Path(args.model).name}; images: {len(files)}; target: "
+                            f"{args.target}; preprocess: {args.preprocess}"] + [
+        f"{k}: {v}" for k, v in evaluation.settings["metrics"].items()]
+    markdown = evaluation.to_markdown()
+    write_atomic(out / "table.md", markdown.encode("utf-8"), args.overwrite)
+    evaluation.to_csv(out / "table.csv", overwrite=args.overwrite)
+    written = ["table.md", "table.csv"]
+    if {"deletion", "insertion"} & set(evaluation.metrics):
+        from tfvis.plotting.evaluation import deletion_curves
+
+        buffer = io.BytesIO()
+        deletion_curves(evaluation).savefig(buffer, format="png", dpi=120)
+        write_atomic(out / "curves.png", buffer.getvalue(), args.overwrite)
+        written.append("curves.png")
+    print(markdown)
+    print(f"wrote {', '.join(str(out / w) for w in written)}")
+    return 0
+
+
 def _demo(args) -> int:
     from tfvis.demo import check_out_folder
 
@@ -552,7 +847,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     from tfvis.io import UnsafeModelError
 
-    run = {"demo": _demo, "layers": _layers, "explain": _explain}[args.command]
+    run = {"demo": _demo, "layers": _layers, "explain": _explain,
+           "evaluate": _evaluate}[args.command]
     codes = ((UnsafeModelError, 3), (UnsupportedMethod, 4), (UsageError, 2),
              (FileNotFoundError, 2), (FileExistsError, 2), (ValueError, 2), (TypeError, 2),
              (Exception, 1))

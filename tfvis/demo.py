@@ -14,7 +14,7 @@ import json
 import re
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
@@ -82,6 +82,10 @@ class DemoResult:
       skipped: methods that do not apply to the model, with the reason.
       options: the constructor options each method ran with.
       pointing_by_class: per method, the pointing-game accuracy of each class.
+      deletion: deletion AUC per method (`tfvis.metrics.Deletion`; lower is better).
+      insertion: insertion AUC per method (`tfvis.metrics.Insertion`; higher is better).
+      baselines: the same scores (``pointing_game``, ``deletion``, ``insertion``) of the
+        ``random`` and ``centre`` baseline maps, for scale.
     """
 
     index: Path
@@ -91,6 +95,9 @@ class DemoResult:
     skipped: dict[str, str]
     options: dict[str, dict[str, Any]]
     pointing_by_class: dict[str, dict[str, float]]
+    deletion: dict[str, float] = field(default_factory=dict)
+    insertion: dict[str, float] = field(default_factory=dict)
+    baselines: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 def check_out_folder(out: str | Path, overwrite: bool = False) -> Path:
@@ -149,6 +156,8 @@ def run_demo(
     options: Mapping[str, Mapping[str, Any]] | None = None,
     overwrite: bool = False,
     verbose: int = 1,
+    metric_steps: int = 32,
+    metric_batch_size: int = 512,
 ) -> DemoResult:
     """Trains the shapes CNN and writes ``out/index.html`` with one overlay per method.
 
@@ -163,6 +172,8 @@ def run_demo(
       overwrite: write into a folder that is not empty: the earlier gallery's index, images
         and summary are replaced (other files are left alone).
       verbose: 1 prints progress, 0 is quiet.
+      metric_steps: steps of the deletion and insertion curves (`tfvis.metrics.Deletion`).
+      metric_batch_size: perturbed images per model call of those metrics.
 
     Raises:
       FileExistsError: ``out`` is not empty and ``overwrite`` is False (checked first,
@@ -173,6 +184,8 @@ def run_demo(
     from tfvis.datasets import pointing_game, shapes
     from tfvis.explainers import REGISTRY
     from tfvis.gallery import Gallery, write_atomic
+    from tfvis.metrics import Deletion, Insertion
+    from tfvis.metrics.evaluate import centre_maps, random_maps
     from tfvis.plotting.images import normalize, overlay
 
     names = list(REGISTRY) if methods is None else list(methods)
@@ -196,6 +209,23 @@ def run_demo(
     blank = np.full((1, *test.images.shape[1:]), train_data.images.mean(), np.float32)
     blank_probs = model.predict(blank, verbose=0)[0]
     blank_class = int(blank_probs.argmax())
+    # Faithfulness of every map, on the same held-out images and for the true class.
+    deletion = Deletion(model, steps=metric_steps, batch_size=metric_batch_size)
+    insertion = Insertion(model, steps=metric_steps, batch_size=metric_batch_size)
+    metric_settings = {
+        "images": n_eval, "target": "the true class", "score": "probability",
+        "batch_size": metric_batch_size,
+        "deletion": {"steps": metric_steps, "substrate": "mean"},
+        "insertion": {"steps": metric_steps, "substrate": "blur", "sigma": insertion.sigma},
+    }
+    curves: dict[str, tuple[Any, Any]] = {}
+    seconds["metrics"] = 0.0
+
+    def faithfulness(name: str, maps: np.ndarray) -> None:
+        t = time.perf_counter()
+        curves[name] = (deletion(test.images, maps, test.labels),
+                        insertion(test.images, maps, test.labels))
+        seconds["metrics"] += time.perf_counter() - t
 
     shown = slice(0, min(n_show, n_eval))
     columns, overlays, pointing, skipped, notes = ["input"], {}, {}, {}, []
@@ -217,6 +247,7 @@ def run_demo(
         used[name] = settings
         hits = pointing_game(result.maps, test.boxes)
         pointing[name] = float(hits.mean())
+        faithfulness(name, result.maps)
         classes = [c for c in range(len(test.names)) if np.any(test.labels == c)]
         by_class[name] = {test.names[c]: float(hits[test.labels == c].mean()) for c in classes}
         missed = [f"{test.names[c]} {np.sum(~hits[test.labels == c])}/{np.sum(test.labels == c)}"
@@ -229,7 +260,18 @@ def run_demo(
         # the registry name keeps file names distinct: "Grad-CAM++" sanitises to "Grad-CAM"
         columns.append(f"{cls.title} ({name})")
         overlays[name] = (result, hits)
-        say(f"  {cls.title}: pointing game {pointing[name]:.2f} ({seconds[name]:.1f}s)")
+        say(f"  {cls.title}: pointing game {pointing[name]:.2f}, deletion "
+            f"{curves[name][0].mean:.3f}, insertion {curves[name][1].mean:.3f} "
+            f"({seconds[name]:.1f}s)")
+
+    baselines = {}
+    shape = test.images.shape[:3]
+    for name, maps in (("random", random_maps(shape, seed)), ("centre", centre_maps(shape))):
+        faithfulness(name, maps)
+        baselines[name] = {"pointing_game": float(pointing_game(maps, test.boxes).mean()),
+                           "deletion": curves[name][0].mean, "insertion": curves[name][1].mean}
+    deletion_auc = {k: curves[k][0].mean for k in pointing}
+    insertion_auc = {k: curves[k][1].mean for k in pointing}
 
     blank_note = []
     on_blank = test.labels == blank_class
@@ -254,7 +296,16 @@ def run_demo(
             f"{accuracy:.3f} on {n_eval} images.",
             "Each map explains the true class; the green box is where the object is.",
             "Pointing game (map maximum inside the box) over the held-out images: "
-            + ", ".join(f"{REGISTRY[k].title} {v:.2f}" for k, v in pointing.items()),
+            + ", ".join(f"{REGISTRY[k].title} {v:.2f}" for k, v in pointing.items())
+            + "; baselines: " + ", ".join(f"{k} {v['pointing_game']:.2f}"
+                                          for k, v in baselines.items()) + ".",
+            f"Deletion / insertion AUC (probability of the true class as the map's top pixels "
+            f"are removed (image mean) / inserted into a blurred copy, {metric_steps} steps; "
+            "deletion lower is better, insertion higher): "
+            + ", ".join(f"{REGISTRY[k].title} {deletion_auc[k]:.3f} / {insertion_auc[k]:.3f}"
+                        for k in pointing)
+            + "; baselines: " + ", ".join(f"{k} {v['deletion']:.3f} / {v['insertion']:.3f}"
+                                          for k, v in baselines.items()) + ".",
         ]
         + ([f"Misses per class: {'; '.join(misses)}."] if misses else [])
         + blank_note
@@ -273,7 +324,10 @@ def run_demo(
             heat = result.maps[i]
             if result.raw.ndim == 4:  # sparse pixel-space gradients: clip the hottest 1 %
                 heat = normalize(heat, clip_percentile=99)
-            cells.append((overlay(image, heat), "hit" if hits[i] else "miss"))
+            cells.append((overlay(image, heat),
+                          f"{'hit' if hits[i] else 'miss'}, deletion "
+                          f"{curves[name][0].values[i]:.2f}, insertion "
+                          f"{curves[name][1].values[i]:.2f}"))
         gallery.add_row(f"#{i}", cells)
     if overwrite:
         _remove_old_gallery_images(out)
@@ -283,6 +337,10 @@ def run_demo(
         "accuracy": accuracy,
         "pointing_game": pointing,
         "pointing_game_by_class": by_class,
+        "deletion_auc": deletion_auc,
+        "insertion_auc": insertion_auc,
+        "baselines": baselines,
+        "metric_settings": metric_settings,
         "options": used,
         "blank_image_prediction": {"class": test.names[blank_class],
                                    "probability": float(blank_probs[blank_class])},
@@ -291,4 +349,5 @@ def run_demo(
     }
     write_atomic(out / "summary.json", json.dumps(summary, indent=2, default=repr).encode())
     say(f"gallery written to {index} ({seconds['total']:.0f}s)")
-    return DemoResult(index, accuracy, pointing, seconds, skipped, used, by_class)
+    return DemoResult(index, accuracy, pointing, seconds, skipped, used, by_class,
+                      deletion_auc, insertion_auc, baselines)

@@ -5,6 +5,7 @@ functions that draw, on first use. The computation explainers need (`normalize`)
 `tfvis.engine.imageops` and is re-exported here.
 """
 
+from tfvis.plotting.evaluation import deletion_curves
 from tfvis.plotting.figures import grid, show_map
 from tfvis.plotting.images import (
     colorize,
@@ -20,6 +21,7 @@ from tfvis.plotting.metrics import sanity_curves
 
 __all__ = [
     "colorize",
+    "deletion_curves",
     "grid",
     "image_batch",
     "map_batch",
