@@ -334,3 +334,15 @@ def test_demo_refuses_a_non_empty_folder_and_replaces_an_old_gallery(tmp_path, c
     assert images and all(n.endswith(("_input.png", "_gradcampp.png")) for n in images), images
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["pointing_game"]) == {"gradcampp"}
+
+
+def test_inspect_writes_a_report_page(files, tmp_path):
+    root, _ = files
+    out = tmp_path / "inspect"
+    assert main(["inspect", str(root / "model.keras"), "--data", str(root / "images"),
+                 "--out", str(out), "--channels", "4", "--k", "2"]) == 0
+    page = (out / "index.html").read_text()
+    assert "kernels.png" in page and (out / "kernels.png").stat().st_size > 0
+    assert any(out.glob("top_*.png")) and (out / "layer_stats.json").exists()
+    assert main(["inspect", str(root / "model.keras"), "--out", str(out)]) == 2  # no overwrite
+    assert main(["inspect", str(root / "model.keras"), "--out", str(out), "--overwrite"]) == 0

@@ -27,8 +27,8 @@ _NAMES = {
     "feature_saliency": "tfvis.features",
     "layer_table": "tfvis.surgery",
 }
-_SUBMODULES = ("callbacks", "engine", "explainers", "inputs", "metrics", "plotting", "surgery",
-               "targets")
+_SUBMODULES = ("callbacks", "engine", "explainers", "inputs", "inspect", "metrics", "plotting",
+               "surgery", "targets")
 
 
 def _method_classes() -> dict[str, Any]:

@@ -35,6 +35,7 @@ EXAMPLES = """examples:
   tfvis explain model.keras cat.png --method rise --option num_masks=1000 --option grid_size=8,8
   tfvis explain exported_savedmodel/ img.png --method saliency --trust-model --preprocess scale
   tfvis evaluate model.keras photos/ --methods gradcam saliency random --metrics deletion insertion --out eval/
+  tfvis inspect model.keras --data photos/ --out inspect/
 
 Loading a model runs code stored in it: .keras files load in Keras's safe mode; legacy .h5
 files, SavedModel folders, TFSMLayers and remote paths need --trust-model.
@@ -316,6 +317,22 @@ def build_parser(debug: bool = False) -> argparse.ArgumentParser:
                          help="allow .h5, SavedModel folders, remote paths, Lambda layers and "
                               "TFSMLayers (for this load only)")
     explain.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+
+    insp = sub.add_parser("inspect", help="kernels, feature maps, layer statistics and top "
+                          "dataset patches of a model, as a gallery page", epilog=EXAMPLES,
+                          formatter_class=fmt)
+    insp.add_argument("model", help=".keras file (others need --trust-model)")
+    insp.add_argument("--data", nargs="+", default=None,
+                      help="image files or folders (without: kernels only)")
+    insp.add_argument("--layers", nargs="+", default=None,
+                      help="layer paths (default: first, middle and last Conv2D)")
+    insp.add_argument("--out", required=True, help="output folder")
+    insp.add_argument("--channels", type=int, default=8, help="channels shown per layer")
+    insp.add_argument("--k", type=int, default=9, help="top patches per channel")
+    insp.add_argument("--preprocess", default="none", help="as for explain")
+    insp.add_argument("--overwrite", action="store_true")
+    insp.add_argument("--trust-model", action="store_true",
+                      help="allow .h5, SavedModel folders, remote paths (for this load only)")
 
     evaluate = sub.add_parser(
         "evaluate", help="score methods with faithfulness metrics, write a table and curves",
@@ -680,6 +697,34 @@ def _metric_option_names(metric: str) -> list[str]:
     return [n for n in dict.fromkeys(names) if n not in skip]
 
 
+def _inspect(args) -> int:
+    from tfvis.io import check_model_path, image_files
+
+    out = Path(args.out)
+    if out.is_symlink():
+        raise UsageError(f"{out} is a symbolic link; refusing to write through it")
+    if (out / "index.html").exists() and not args.overwrite:
+        raise UsageError(f"{out / 'index.html'} exists; pass --overwrite to replace it")
+    files = image_files(args.data) if args.data else []
+    check_model_path(args.model, trust=args.trust_model)
+    _import_tensorflow(args.debug)
+    from tfvis.inputs import input_shape
+    from tfvis.inspect.report import write_report
+    from tfvis.io import load_images, load_model
+
+    model = load_model(args.model, trust=args.trust_model).model
+    images = display = None
+    if files:
+        images, display, _, notes = load_images(files, input_shape(model), args.preprocess)
+        for note in notes:
+            print(note)
+    layers = [_layer_arg(model, name, args.model) for name in args.layers] if args.layers else None
+    index = write_report(model, images, out, layers, channels=args.channels, k=args.k,
+                         display=display, overwrite=args.overwrite)
+    print(f"wrote {index}")
+    return 0
+
+
 def _evaluate(args) -> int:
     from tfvis.io import check_model_path, image_files
 
@@ -848,7 +893,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from tfvis.io import UnsafeModelError
 
     run = {"demo": _demo, "layers": _layers, "explain": _explain,
-           "evaluate": _evaluate}[args.command]
+           "evaluate": _evaluate, "inspect": _inspect}[args.command]
     codes = ((UnsafeModelError, 3), (UnsupportedMethod, 4), (UsageError, 2),
              (FileNotFoundError, 2), (FileExistsError, 2), (ValueError, 2), (TypeError, 2),
              (Exception, 1))

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 from typing import Any, Sequence
 
-import cv2
 import keras
 import numpy as np
 import tensorflow as tf
@@ -19,8 +18,11 @@ from tfvis.callbacks.logger import take_probe
 from tfvis.callbacks.writers import Writers
 from tfvis.checks import positive_int
 from tfvis.inputs import input_shape
-from tfvis.plotting.images import colorize, normalize, tile, to_uint8_rgb
+from tfvis.inspect.kernels import kernel_grid, kernels, nearest
+from tfvis.inspect.top import probe_patches
+from tfvis.plotting.images import colorize, normalize, tile
 from tfvis.surgery import capture, layer_table, resolve_layer
+from tfvis.surgery.receptive import receptive_field
 
 _TILE = 32
 
@@ -31,25 +33,9 @@ def _conv_paths(model) -> list[str]:
 
 
 def top_patches(images: np.ndarray, acts: np.ndarray, window: int) -> np.ndarray:
-    """For each filter, the ``window``-sized input patch around its strongest activation.
-
-    Args:
-      images: ``(N, H, W, C)`` probe images; acts: ``(N, h, w, F)`` activations.
-
-    Returns:
-      uint8 RGB ``(F, 32, 32, 3)`` patches.
-    """
-    n, h, w, f = acts.shape
-    big_h, big_w = images.shape[1:3]
-    out = []
-    for c in range(f):
-        k, i, j = np.unravel_index(np.argmax(acts[..., c]), (n, h, w))
-        cy, cx = int((i + 0.5) * big_h / h), int((j + 0.5) * big_w / w)
-        y0 = int(np.clip(cy - window // 2, 0, max(big_h - window, 0)))
-        x0 = int(np.clip(cx - window // 2, 0, max(big_w - window, 0)))
-        patch = to_uint8_rgb(images[k, y0:y0 + window, x0:x0 + window])
-        out.append(cv2.resize(patch, (_TILE, _TILE), interpolation=cv2.INTER_NEAREST))
-    return np.stack(out)
+    """For each filter, the ``window``-sized input patch around its strongest activation
+    (`tfvis.inspect.top.probe_patches`), as uint8 RGB ``(F, 32, 32, 3)``."""
+    return probe_patches(images, acts, window, _TILE)
 
 
 class FeatureEvolution(keras.callbacks.Callback):
@@ -60,8 +46,9 @@ class FeatureEvolution(keras.callbacks.Callback):
       layers: layer names/paths (default: the first, middle and last Conv2D layers).
       every_n_epochs: log after every N-th epoch.
       max_filters: filters shown per layer (the first ones).
-      window: side of the input patch shown per filter (default: 4x the layer's stride,
-        at least 9 pixels; an estimate of the receptive field).
+      window: side of the input patch shown per filter, centred on the strongest unit
+        (default: the unit's exact receptive field, `tfvis.inspect.receptive_field`; where
+        it has no closed form, 4x the layer's stride, at least 9 pixels).
       kernels: also log the first Conv2D layer's kernels as images.
       log_dir, png_dir, npz_dir: where to write (see `ExplanationLogger`); the NPZ holds the
         maximum activation of every probe image and filter, per layer.
@@ -96,6 +83,7 @@ class FeatureEvolution(keras.callbacks.Callback):
         self._fn_model = None
         self._probe = None
         self._epochs = 0
+        self._fields: dict = {}
 
     def set_model(self, model: keras.Model) -> None:
         super().set_model(model)
@@ -110,6 +98,12 @@ class FeatureEvolution(keras.callbacks.Callback):
             self.paths = [resolve_layer(model, spec).path for spec in self.layer_specs]
 
         paths = list(self.paths)
+        self._fields = {}
+        for path in paths:  # the exact receptive field crops each unit's patch
+            try:
+                self._fields[path] = receptive_field(model, path)
+            except ValueError:  # no closed form (an unknown layer, unknown input size)
+                pass
 
         def activations(x):
             # Only the layers up to the deepest logged one run (no head, no later blocks).
@@ -129,14 +123,15 @@ class FeatureEvolution(keras.callbacks.Callback):
             acts = {p: a.numpy() for p, a in self._fn(tf.constant(x)).items()}
             for path, a in acts.items():
                 a = a[..., : self.max_filters]
+                field = None if self.window else self._fields.get(path)
                 stride = max(1, x.shape[1] // a.shape[1])
                 window = self.window or min(x.shape[1], max(9, 4 * stride))
-                self.writers.images(f"{path}/top_patches", tile(top_patches(x, a, window))[None], step)
+                patches = probe_patches(x, a, window, _TILE, field)
+                self.writers.images(f"{path}/top_patches", tile(patches)[None], step)
                 strongest = a.reshape(-1, a.shape[-1]).argmax(0) // (a.shape[1] * a.shape[2])
                 # each filter's map on its strongest probe: advanced indexing gives (F, h, w)
                 maps = normalize(a[strongest, :, :, np.arange(a.shape[-1])], "positive")
-                views = np.stack([cv2.resize(colorize(m), (_TILE, _TILE),
-                                             interpolation=cv2.INTER_NEAREST) for m in maps])
+                views = np.stack([nearest(colorize(m), _TILE) for m in maps])
                 self.writers.images(f"{path}/activations", tile(views)[None], step)
                 self.writers.arrays(f"{path}_max_activation", step, max=a.max(axis=(1, 2)))
             if self.kernels:
@@ -151,16 +146,12 @@ class FeatureEvolution(keras.callbacks.Callback):
         if not convs:
             return
         layer = resolve_layer(self.model, convs[0]).layer
-        kernel = np.asarray(layer.kernel.numpy(), np.float32)  # (kh, kw, cin, cout)
-        if kernel.shape[2] not in (1, 3):
+        if layer.kernel.shape[2] not in (1, 3):
             return
-        filters = np.moveaxis(kernel, -1, 0)[: self.max_filters]  # (F, kh, kw, cin)
-        low = filters.min(axis=(1, 2, 3), keepdims=True)
-        span = np.maximum(filters.max(axis=(1, 2, 3), keepdims=True) - low, 1e-8)
-        filters = (filters - low) / span  # each filter scaled on its own, colours kept
-        views = np.stack([cv2.resize(to_uint8_rgb(f), (_TILE, _TILE),
-                                     interpolation=cv2.INTER_NEAREST) for f in filters])
-        self.writers.images("kernels/first_conv", tile(views)[None], step)
+        # each filter scaled on its own, colours kept (tfvis.inspect.kernels)
+        filters = kernels(self.model, convs[0], normalize="filter",
+                          max_filters=self.max_filters)
+        self.writers.images("kernels/first_conv", kernel_grid(filters, _TILE)[None], step)
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         self._epochs += 1

@@ -7,6 +7,15 @@ functions that draw, on first use. The computation explainers need (`normalize`)
 
 from tfvis.plotting.evaluation import deletion_curves
 from tfvis.plotting.figures import grid, show_map
+from tfvis.plotting.inspect import (
+    class_means,
+    feature_maps,
+    kernel_figure,
+    layer_stats_figure,
+    neighbours,
+    top_classes,
+    top_patches,
+)
 from tfvis.plotting.images import (
     colorize,
     image_batch,
@@ -20,7 +29,14 @@ from tfvis.plotting.images import (
 from tfvis.plotting.metrics import sanity_curves
 
 __all__ = [
+    "class_means",
     "colorize",
+    "feature_maps",
+    "kernel_figure",
+    "layer_stats_figure",
+    "neighbours",
+    "top_classes",
+    "top_patches",
     "deletion_curves",
     "grid",
     "image_batch",

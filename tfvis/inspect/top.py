@@ -1,0 +1,196 @@
+"""The strongest activations of feature maps over a dataset, with their image patches
+(Zeiler & Fergus fig. 2), streamed with a running top-k.
+
+Per chunk, the device takes each image's k strongest positions per channel (ties: the lower
+position first), and merges them with the running top-k (ties: the lower image first), so
+the result equals the top-k of the whole dataset flattened as ``(image, y, x)`` (a stable
+sort), for any chunk size, with memory independent of the dataset's size. Patches are cropped
+with the layer's exact receptive field (`tfvis.surgery.receptive`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfvis.inspect.activations import activation_chunks, layer_source, resolve_layers
+from tfvis.surgery.layers import LayerSpec
+from tfvis.surgery.receptive import ReceptiveField, receptive_field
+
+
+@dataclass(frozen=True)
+class TopActivations:
+    """The k strongest units per channel of one layer over a dataset.
+
+    Attributes:
+      layer: the layer path.
+      channels: int ``(C,)`` the channels, in the order of the rows below.
+      index: int64 ``(C, k)`` image index (position in the dataset) of each activation.
+      y, x: int64 ``(C, k)`` unit coordinates in the layer's output.
+      value: float32 ``(C, k)`` activation values, strongest first.
+      field: the layer's `ReceptiveField` (None when it has no known closed form).
+      boxes: int64 ``(C, k, 4)`` ``(x0, y0, x1, y1)`` input-pixel boxes (the receptive
+        field clipped to the image), or None without a field.
+    """
+
+    layer: str
+    channels: np.ndarray
+    index: np.ndarray
+    y: np.ndarray
+    x: np.ndarray
+    value: np.ndarray
+    field: ReceptiveField | None
+    boxes: np.ndarray | None
+
+    def patches(self, images: Any, size: int | None = None) -> list[list[np.ndarray]]:
+        """The image patch of every top activation: ``patches[c][j]`` for channel row ``c``.
+
+        Args:
+          images: the dataset's images as one array (or anything indexable by image index).
+          size: resize every patch to ``size x size`` (nearest; OpenCV) so they tile; None
+            keeps the clipped crops (border units give smaller patches).
+        """
+        if self.boxes is None:
+            raise ValueError(f"layer {self.layer!r} has no closed-form receptive field, so "
+                             "there are no boxes to crop")
+        out = []
+        for c in range(len(self.channels)):
+            row = []
+            for j in range(self.index.shape[1]):
+                x0, y0, x1, y1 = (int(v) for v in self.boxes[c, j])
+                patch = np.asarray(images[int(self.index[c, j])])[y0:y1, x0:x1]
+                if size is not None:
+                    from tfvis.inspect.kernels import nearest
+                    from tfvis.plotting.images import to_uint8_rgb
+
+                    patch = nearest(to_uint8_rgb(patch), size)
+                row.append(patch)
+            out.append(row)
+        return out
+
+
+def _check_k(k: Any) -> int:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"k must be a positive int, got {k!r}")
+    return int(k)
+
+
+def top_activations(
+    model: keras.Model,
+    data: Any,
+    layer: LayerSpec = None,
+    channels: Sequence[int] | None = None,
+    k: int = 9,
+    *,
+    batch_size: int = 64,
+    input: int | str | None = None,
+    verbose: int = 0,
+) -> TopActivations:
+    """For each channel of ``layer``, its ``k`` strongest activations over ``data``.
+
+    Example:
+      >>> top = tfvis.inspect.top_activations(model, x_val, "conv3b", channels=range(8))
+      >>> tfvis.plotting.top_patches(top, x_val)
+
+    Args:
+      model: a functional or Sequential model (nested models by path).
+      data: an array, a `tf.data.Dataset` (samples or batches, with or without labels) or a
+        generator; streamed chunk by chunk.
+      layer: a spatial layer (name, path, index, layer object; None: the last spatial one).
+      channels: the channels to rank (default: all).
+      k: activations kept per channel (fewer when the data has fewer units).
+      batch_size: images per compiled chunk (the result does not depend on it).
+      input: the image input of a multi-input model.
+      verbose: 1 shows a progress bar.
+
+    Returns:
+      `TopActivations`, with the receptive-field box of each unit.
+
+    Raises:
+      ValueError: a layer whose output is not ``(N, h, w, C)``, a channel out of range, a bad k.
+    """
+    k = _check_k(k)
+    (path,) = resolve_layers(model, [layer], "top_activations")
+    source = layer_source(model, data, input)
+    count = None
+
+    def reduce(acts):
+        nonlocal count
+        if acts.shape.rank != 4:
+            raise ValueError(f"layer {path!r} has output shape {tuple(acts.shape)}; "
+                             "top_activations needs a spatial (N, h, w, C) layer")
+        h, w, c = acts.shape[1], acts.shape[2], acts.shape[3]
+        chosen = np.arange(c) if channels is None else np.asarray(list(channels), np.int64)
+        if chosen.size == 0 or chosen.min() < -c or chosen.max() >= c:
+            raise ValueError(f"channels must index the {c} channels of {path!r}, got "
+                             f"{list(chosen)}")
+        chosen = chosen % c
+        count = (chosen, h, w)
+        a = tf.gather(acts, chosen, axis=3)  # (B, h, w, C')
+        a = tf.transpose(tf.reshape(a, (-1, h * w, len(chosen))), (0, 2, 1))  # (B, C', hw)
+        values, positions = tf.math.top_k(a, k=min(k, h * w))  # stable: lower position first
+        return values, positions
+
+    running_v = running_i = None
+    for start, n, (values, positions) in activation_chunks(
+            model, source, [path], batch_size=batch_size, reduce=reduce, verbose=verbose):
+        chosen, h, w = count
+        b, cs, kk = values.shape
+        # candidates per channel, image-major so that ties keep the lower (image, y, x)
+        image = tf.range(start, start + b, dtype=tf.int64)[:, None, None]
+        flat = image * (h * w) + tf.cast(positions, tf.int64)  # global (image, y, x) index
+        cand_v = tf.reshape(tf.transpose(values, (1, 0, 2)), (cs, b * kk))
+        cand_i = tf.reshape(tf.transpose(flat, (1, 0, 2)), (cs, b * kk))
+        if running_v is not None:
+            cand_v = tf.concat([running_v, cand_v], axis=1)
+            cand_i = tf.concat([running_i, cand_i], axis=1)
+        best_v, pick = tf.math.top_k(cand_v, k=min(k, cand_v.shape[1]))
+        running_v, running_i = best_v, tf.gather(cand_i, pick, batch_dims=1)
+    chosen, h, w = count
+    flat = running_i.numpy()
+    index, rest = np.divmod(flat, h * w)
+    y, x = np.divmod(rest, w)
+    try:
+        field = receptive_field(model, path, input=input)
+    except ValueError:  # a layer without a closed form on the way, or an unknown input size
+        field = None
+    boxes = None if field is None else field.box(y, x)
+    return TopActivations(path, chosen, index.astype(np.int64), y.astype(np.int64),
+                          x.astype(np.int64), running_v.numpy().astype(np.float32), field,
+                          boxes)
+
+
+def probe_patches(images: np.ndarray, acts: np.ndarray, window: int, size: int = 32,
+                  field: ReceptiveField | None = None) -> np.ndarray:
+    """For each filter, the input patch around its strongest activation on a few probe images.
+
+    Args:
+      images: ``(N, H, W, C)`` probe images; acts: ``(N, h, w, F)`` activations.
+      window: side of the square patch centred on the unit (used without ``field``).
+      size: side of the returned tiles (nearest-neighbour resize).
+      field: the layer's exact receptive field: the patch is the unit's field instead.
+
+    Returns:
+      uint8 RGB ``(F, size, size, 3)`` patches.
+    """
+    from tfvis.inspect.kernels import nearest
+    from tfvis.plotting.images import to_uint8_rgb
+
+    n, h, w, f = acts.shape
+    big_h, big_w = images.shape[1:3]
+    out = []
+    for c in range(f):
+        k, i, j = np.unravel_index(np.argmax(acts[..., c]), (n, h, w))
+        if field is not None:
+            x0, y0, x1, y1 = (int(v) for v in field.box(i, j))
+        else:
+            cy, cx = int((i + 0.5) * big_h / h), int((j + 0.5) * big_w / w)
+            y0 = int(np.clip(cy - window // 2, 0, max(big_h - window, 0)))
+            x0 = int(np.clip(cx - window // 2, 0, max(big_w - window, 0)))
+            y1, x1 = y0 + window, x0 + window
+        out.append(nearest(to_uint8_rgb(images[k, y0:y1, x0:x1]), size))
+    return np.stack(out)
