@@ -26,9 +26,15 @@ _NAMES = {
     "Explanation": "tfvis.explanation",
     "feature_saliency": "tfvis.features",
     "layer_table": "tfvis.surgery",
+    "visualize": "tfvis.featurevis",
+    "class_model": "tfvis.featurevis",
+    "filters": "tfvis.featurevis",
+    "multifaceted": "tfvis.featurevis",
+    "deepdream": "tfvis.featurevis",
+    "Visualization": "tfvis.featurevis",
 }
-_SUBMODULES = ("callbacks", "engine", "explainers", "inputs", "inspect", "metrics", "plotting",
-               "surgery", "targets")
+_SUBMODULES = ("callbacks", "engine", "explainers", "featurevis", "inputs", "inspect", "metrics",
+               "plotting", "surgery", "targets")
 
 
 def _method_classes() -> dict[str, Any]:
@@ -40,6 +46,8 @@ def _method_classes() -> dict[str, Any]:
 def __getattr__(name: str) -> Any:
     if name in _SUBMODULES:
         return importlib.import_module(f"tfvis.{name}")
+    if name == "objectives":
+        return importlib.import_module("tfvis.featurevis.objectives")
     if name in _NAMES:
         return getattr(importlib.import_module(_NAMES[name]), name)
     if name == "__all__":
@@ -52,4 +60,4 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted([*globals(), *_NAMES, *_SUBMODULES, *_method_classes()])
+    return sorted([*globals(), *_NAMES, *_SUBMODULES, "objectives", *_method_classes()])

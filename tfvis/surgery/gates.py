@@ -7,7 +7,13 @@ arriving at the ReLU is changed (``f`` is the ReLU's input):
 
 * ``"backprop"``: ``relu'(f) * R``, the true gradient;
 * ``"deconvnet"``: ``(R > 0) * R`` (Zeiler & Fergus, 2014), ignoring ``f``;
-* ``"guided"``: ``relu'(f) * (R > 0) * R`` (Springenberg et al., 2015).
+* ``"guided"``: ``relu'(f) * (R > 0) * R`` (Springenberg et al., 2015);
+* ``"redirected"``: ``relu'(f) * R`` where the unit is on, and ``R`` where it is off
+  (``relu'(f) = 0``) but ``R < 0``, i.e. where a minimiser's step ``-R`` would push the
+  pre-activation up (lucid's "redirected ReLU"): a unit that is off everywhere still passes a
+  gradient towards turning it on. Feature visualisation uses it for its first steps
+  (`tfvis.visualize`'s ``redirect_relu``), so a channel that is zero on the start image
+  (keras-team/keras#18334, "filters stuck at 0") can be optimised.
 
 ``relu'`` is the derivative of the call itself (taken with an inner tape), so a ``ReLU`` layer
 keeps its ``max_value``, ``threshold`` and ``negative_slope``. Everything computes in the
@@ -37,7 +43,7 @@ from tfvis.surgery import _keras
 from tfvis.surgery.graph import graph_of, layer_table, nodes_in_call_order, with_activation
 from tfvis.surgery.layers import require_graph, saved_model_layers
 
-RULES = ("backprop", "deconvnet", "guided")
+RULES = ("backprop", "deconvnet", "guided", "redirected")
 #: Activation functions (by name) that are ReLU call sites when fused into a layer.
 RELU_ACTIVATIONS = ("relu", "relu6")
 #: Keras operations (``keras.ops.relu`` in a functional graph) that are ReLU call sites.
@@ -47,7 +53,8 @@ RELU_OPS = ("Relu", "Relu6")
 UNGATED_ACTIVATIONS = ("leaky_relu", "elu", "selu", "celu")
 UNGATED_OPS = ("LeakyReLU", "PReLU", "ELU", "LeakyRelu", "Elu", "Selu", "Celu")
 #: How warnings and errors name each rule.
-RULE_TITLES = {"backprop": "backprop", "deconvnet": "deconvnet", "guided": "guided backprop"}
+RULE_TITLES = {"backprop": "backprop", "deconvnet": "deconvnet", "guided": "guided backprop",
+               "redirected": "redirected ReLU"}
 
 
 def _check_rule(rule: str) -> str:
@@ -61,7 +68,7 @@ def gate(fn: Callable[[Any], Any], rule: str) -> Callable[[Any], Any]:
 
     Args:
       fn: the ReLU call, ``x -> y`` (elementwise, same shape).
-      rule: ``"backprop"``, ``"deconvnet"`` or ``"guided"``.
+      rule: ``"backprop"``, ``"deconvnet"``, ``"guided"`` or ``"redirected"``.
 
     Returns:
       A function with ``fn``'s forward values and the rule's gradient.
@@ -70,11 +77,17 @@ def gate(fn: Callable[[Any], Any], rule: str) -> Callable[[Any], Any]:
 
     @tf.custom_gradient
     def gated(x):
-        with tf.GradientTape(watch_accessed_variables=False) as tape:
+        with tf.GradientTape(watch_accessed_variables=False,
+                             persistent=rule == "redirected") as tape:
             tape.watch(x)
             y = fn(x)
 
         def grad(upstream):
+            if rule == "redirected":
+                true = tape.gradient(y, x, output_gradients=upstream)
+                slope = tape.gradient(y, x, output_gradients=tf.ones_like(upstream))
+                push_up = tf.logical_and(tf.equal(slope, 0), upstream < 0)
+                return tf.where(push_up, tf.cast(upstream, true.dtype), true)
             if rule == "deconvnet":
                 return tf.cast(tf.nn.relu(upstream), x.dtype)
             if rule == "guided":
