@@ -20,7 +20,6 @@ import os
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -29,9 +28,8 @@ SIZES = (2500, 10000)
 
 def child(n: int, mode: str) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import numpy as np
-    import psutil
     import tensorflow as tf
+    from benchmark import PeakMemory  # scripts/benchmark.py: RSS (or GPU allocator) peak
 
     import tfvis
     from tfvis.demo import build_model
@@ -45,30 +43,17 @@ def child(n: int, mode: str) -> None:
         return tf.data.Dataset.range(count).map(make)
 
     explainer.explain(images(64), batch_size=64)  # trace once, warm the allocator
-    process = psutil.Process()
-    base = process.memory_info().rss
-    peak = [base]
-    running = [True]
-
-    def sample():
-        while running[0]:
-            peak[0] = max(peak[0], process.memory_info().rss)
-            time.sleep(0.002)
-
-    thread = threading.Thread(target=sample, daemon=True)
-    thread.start()
     start = time.perf_counter()
-    if mode == "stream":
-        total = 0.0
-        for part in explainer.stream(images(n), batch_size=64):
-            total += float(part.maps.sum())
-    else:
-        result = explainer.explain(images(n), batch_size=64)
-        assert len(result) == n
+    with PeakMemory() as peak:
+        if mode == "stream":
+            total = 0.0
+            for part in explainer.stream(images(n), batch_size=64):
+                total += float(part.maps.sum())
+        else:
+            result = explainer.explain(images(n), batch_size=64)
+            assert len(result) == n
     seconds = time.perf_counter() - start
-    running[0] = False
-    thread.join()
-    print(json.dumps({"mib": (peak[0] - base) / 2**20, "seconds": seconds}))
+    print(json.dumps({"mib": peak.mib, "seconds": seconds}))
 
 
 def main() -> None:
