@@ -107,12 +107,38 @@ def test_explain_writes_gallery_and_raw_maps_equal_to_python_api(files, tmp_path
     assert "img1.png" in (out / "index.html").read_text()
 
 
-def test_explain_top5_gives_five_panels(files, tmp_path):
-    root, _ = files
+def test_explain_top5_gives_five_panels(files, tmp_path, monkeypatch):
+    import tfvis.plotting.inspect as figs
+
+    root, model = files
     out = tmp_path / "top5"
+    drawn = []
+    draw = figs.top_classes_figure
+
+    def spy(image, probs, classes, maps, class_names=None):
+        fig = draw(image, probs, classes, maps, class_names)
+        drawn.append((probs, list(classes), np.asarray(maps), len(fig.axes)))
+        return fig
+
+    monkeypatch.setattr(figs, "top_classes_figure", spy)
     assert main(["explain", str(root / "model.keras"), str(root / "images" / "img0.png"),
-                 "--target", "top5", "--out", str(out)]) == 0
-    assert len(list((out / "maps").glob("*.npy"))) == 4  # the model has 4 classes
+                 str(root / "images" / "img1.png"), "--target", "top5", "--out", str(out),
+                 "--preprocess", "scale"]) == 0
+    assert len(list((out / "maps").glob("*.npy"))) == 8  # the model has 4 classes, 2 images
+    figures = sorted(p.name for p in (out / "top5").iterdir())
+    assert figures == ["000_img0_gradcam_top5.png", "001_img1_gradcam_top5.png"]
+    assert "top5/" in (out / "index.html").read_text()
+    # each figure: the image, then the classes by falling probability, with their own maps
+    from tfvis import GradCAM
+    from tfvis.io import load_images
+
+    x, _, _, _ = load_images([root / "images" / "img1.png"], (None, 32, 32, 3), "scale")
+    probs, classes, maps, axes = drawn[1]
+    expect = np.argsort(-model.predict(x, verbose=0)[0], kind="stable")
+    assert classes == expect.tolist() and axes == 1 + 4
+    assert np.all(np.diff(probs[classes]) <= 0)
+    np.testing.assert_allclose(maps, GradCAM(model, verbose=0)(np.repeat(x, 4, 0),
+                                                               targets=expect).maps, atol=1e-5)
     assert main(["explain", str(root / "model.keras"), str(root / "images" / "img0.png"),
                  "--target", "7", "--out", str(tmp_path / "bad")]) == 2
 

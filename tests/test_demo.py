@@ -93,6 +93,35 @@ def test_settings_and_per_class_results_are_stated(demo):
     assert "Settings: " in page and "num_masks=300" in page and "Misses per class" in page
 
 
+def test_inside_the_network_section(demo):
+    out, result = demo
+    page = result.index.read_text()
+    assert "<h2>Inside the network</h2>" in page
+    inside = sorted(p.name for p in (out / "inside").iterdir())
+    assert inside == ["cam_boxes.png", "kernels.png", "maps_conv2b.png", "top_conv3b.png"]
+    for name in inside:
+        assert f'src="inside/{name}"' in page
+        assert (out / "inside" / name).read_bytes()[:4] == b"\x89PNG"
+    summary = json.loads((out / "summary.json").read_text())
+    numbers = summary["inside"]
+    assert numbers == json.loads(json.dumps(result.inside))
+    assert numbers["files"] == [f"inside/{n}" for n in
+                                ("kernels.png", "maps_conv2b.png", "top_conv3b.png",
+                                 "cam_boxes.png")]
+    # six 3x3 convs and two 2x2 pools: 1 + 2 + 2 (+1) + 2*2 + 2*2 (+2) + 4*2 + 4*2 = 32 pixels
+    assert numbers["receptive_field"] == [32, 32]
+    # the ILSVRC error needs the class right too, so it is never below the boxes' own error
+    assert 0.0 <= numbers["box_error"] <= numbers["localization_error"] <= 1.0
+    assert 0.0 <= numbers["mean_iou"] <= 1.0
+    sweep = numbers["by_threshold"]
+    assert list(sweep) == ["0.2", "0.4", "0.6", "0.8"]
+    assert sweep["0.2"]["localization_error"] == numbers["localization_error"]
+    areas = [v["mean_box_area"] for v in sweep.values()]
+    assert all(a >= b for a, b in zip(areas, areas[1:])) and areas[0] > areas[-1]
+    assert f"{numbers['localization_error']:.3f}" in page
+    assert result.seconds["inside"] < 15  # the section keeps the demo's extra time small
+
+
 def test_options_override_quick_options_and_folder_rules(tmp_path):
     out = tmp_path / "demo"
     out.mkdir()
@@ -109,3 +138,8 @@ def test_options_override_quick_options_and_folder_rules(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["options"]["rise"]["grid_size"] == [4, 4]
     assert (out / "old.txt").read_text() == "x"
+    (out / "inside" / "stale.png").write_bytes(b"old")  # an earlier run's section figure
+    run_demo(out, n_train=64, epochs=1, n_eval=4, n_show=2, methods=["rise"],
+             options={"rise": {"num_masks": 16, "grid_size": (4, 4)}}, overwrite=True,
+             verbose=0)
+    assert not (out / "inside" / "stale.png").exists() and (out / "inside" / "kernels.png").exists()

@@ -32,9 +32,12 @@ _NAMES = {
     "multifaceted": "tfvis.featurevis",
     "deepdream": "tfvis.featurevis",
     "Visualization": "tfvis.featurevis",
+    "explain_dataset": "tfvis.distributed",
+    "open_explanations": "tfvis.distributed",
+    "DatasetExplanation": "tfvis.distributed",
 }
-_SUBMODULES = ("callbacks", "engine", "explainers", "featurevis", "inputs", "inspect", "metrics",
-               "plotting", "surgery", "targets")
+_SUBMODULES = ("callbacks", "distributed", "engine", "explainers", "featurevis", "inputs", "inspect",
+               "metrics", "plotting", "surgery", "targets")
 
 
 def _method_classes() -> dict[str, Any]:

@@ -36,6 +36,8 @@ EXAMPLES = """examples:
   tfvis explain exported_savedmodel/ img.png --method saliency --trust-model --preprocess scale
   tfvis evaluate model.keras photos/ --methods gradcam saliency random --metrics deletion insertion --out eval/
   tfvis inspect model.keras --data photos/ --out inspect/
+  tfvis explain-dataset model.keras photos/ --methods gradcam,rise --out run/   (--resume after a kill)
+  tfvis neighbours model.keras --layer gap --data photos/ --query cat.png --k 5 --out nn/
 
 Loading a model runs code stored in it: .keras files load in Keras's safe mode; legacy .h5
 files, SavedModel folders, TFSMLayers and remote paths need --trust-model.
@@ -57,6 +59,8 @@ _NEEDS_MASKS = ("pointing_game", "pointing_energy", "localization_error")
 _BASELINES = {"random": "random", "centre": "centre", "center": "centre"}
 #: The files `tfvis evaluate` writes inside ``--out``.
 EVALUATE_FILES = ("table.md", "table.csv", "curves.png")
+#: The files `tfvis neighbours` writes inside ``--out``.
+NEIGHBOURS_FILES = ("neighbours.png", "neighbours.csv")
 
 
 class UsageError(Exception):
@@ -318,6 +322,9 @@ def build_parser(debug: bool = False) -> argparse.ArgumentParser:
                               "TFSMLayers (for this load only)")
     explain.add_argument("--overwrite", action="store_true", help="replace existing outputs")
 
+    from tfvis.distributed.command import add_parser as add_explain_dataset
+
+    add_explain_dataset(sub)
     insp = sub.add_parser("inspect", help="kernels, feature maps, layer statistics and top "
                           "dataset patches of a model, as a gallery page", epilog=EXAMPLES,
                           formatter_class=fmt)
@@ -332,6 +339,26 @@ def build_parser(debug: bool = False) -> argparse.ArgumentParser:
     insp.add_argument("--preprocess", default="none", help="as for explain")
     insp.add_argument("--overwrite", action="store_true")
     insp.add_argument("--trust-model", action="store_true",
+                      help="allow .h5, SavedModel folders, remote paths (for this load only)")
+
+    nbrs = sub.add_parser("neighbours", help="nearest neighbours of query images in a layer's "
+                          "feature space, as a figure and a CSV", epilog=EXAMPLES,
+                          formatter_class=fmt)
+    nbrs.add_argument("model", help=".keras file (others need --trust-model)")
+    nbrs.add_argument("--layer", required=True,
+                      help="feature layer: name, outer/inner path or index (spatial layers are "
+                           "average-pooled)")
+    nbrs.add_argument("--data", nargs="+", required=True,
+                      help="the searched images: files or folders")
+    nbrs.add_argument("--query", nargs="+", required=True, help="query images: files or folders")
+    nbrs.add_argument("--k", type=int, default=5, help="neighbours per query (default: 5)")
+    nbrs.add_argument("--metric", choices=("cosine", "l2"), default="cosine",
+                      help="cosine (1 - cos) or l2 (Euclidean) distance (default: cosine)")
+    nbrs.add_argument("--out", required=True,
+                      help=f"output folder for {' and '.join(NEIGHBOURS_FILES)}")
+    nbrs.add_argument("--preprocess", default="none", help="as for explain")
+    nbrs.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    nbrs.add_argument("--trust-model", action="store_true",
                       help="allow .h5, SavedModel folders, remote paths (for this load only)")
 
     evaluate = sub.add_parser(
@@ -520,7 +547,7 @@ def _explain(args) -> int:
     out = Path(args.out)
     if (out / "index.html").exists() and not args.overwrite:
         raise UsageError(f"{out / 'index.html'} exists; pass --overwrite to replace it")
-    for folder in (out, out / "maps"):
+    for folder in (out, out / "maps", out / "top5"):
         if folder.is_symlink():
             raise UsageError(f"{folder} is a symbolic link; refusing to write through it")
     files = image_files(args.images)
@@ -569,6 +596,7 @@ def _explain(args) -> int:
         maps_dir = out / "maps"
         maps_dir.mkdir(parents=True, exist_ok=True)
         cells = [[] for _ in files]
+        top5 = [([], []) for _ in files]  # per image: (classes, maps) for the top-5 figure
         for label, rank in panels:
             targets = None if rank is None else (order[:, rank] if label.startswith("top")
                                                  else rank)
@@ -582,6 +610,22 @@ def _explain(args) -> int:
                 write_atomic(maps_dir / name, buffer.getvalue(), args.overwrite)
                 cells[i].append((overlay(display[i], result.maps[i]),
                                  f"class {cls_index} (score {probs[i, cls_index]:.3f})"))
+                top5[i][0].append(cls_index)
+                top5[i][1].append(result.maps[i])
+        if args.target == "top5":
+            # one figure per image: the image, then each top class with its probability and
+            # map (plotting.top_classes' figure, from the maps computed above)
+            from tfvis.inspect.report import _png
+            from tfvis.plotting.inspect import top_classes_figure
+
+            (out / "top5").mkdir(exist_ok=True)
+            for i, f in enumerate(files):
+                fig = top_classes_figure(display[i], probs[i], *top5[i])
+                fig.suptitle(f"{f.name}: {cls.title}", fontsize=9)
+                name = f"{i:03d}_{safe_name(f.stem)}_{cls.name}_top5.png"
+                write_atomic(out / "top5" / name, _png(fig), args.overwrite)
+            notes.append("top-5 figures (image, then each class with its probability and "
+                         "map): top5/")
     _print_warnings(caught)
     settings = ", ".join(f"{k}={v!r}" for k, v in options.items() if k != "layer")
     gallery = Gallery(f"tfvis: {cls.title} on {Path(args.model).name}",
@@ -697,6 +741,12 @@ def _metric_option_names(metric: str) -> list[str]:
     return [n for n in dict.fromkeys(names) if n not in skip]
 
 
+def _explain_dataset(args) -> int:
+    from tfvis.distributed.command import run_command
+
+    return run_command(args)
+
+
 def _inspect(args) -> int:
     from tfvis.io import check_model_path, image_files
 
@@ -722,6 +772,59 @@ def _inspect(args) -> int:
     index = write_report(model, images, out, layers, channels=args.channels, k=args.k,
                          display=display, overwrite=args.overwrite)
     print(f"wrote {index}")
+    return 0
+
+
+def _neighbours(args) -> int:
+    from tfvis.io import check_model_path, image_files
+
+    # Everything that can be checked without TensorFlow comes first.
+    out = Path(args.out)
+    if out.is_symlink():
+        raise UsageError(f"{out} is a symbolic link; refusing to write through it")
+    existing = [out / name for name in NEIGHBOURS_FILES if (out / name).exists()
+                or (out / name).is_symlink()]
+    if existing and not args.overwrite:
+        raise UsageError(f"{existing[0]} exists; pass --overwrite to replace it")
+    if args.k < 1:
+        raise UsageError(f"--k must be a positive number of neighbours, not {args.k}")
+    data_files = image_files(args.data)
+    query_files = image_files(args.query)
+    if args.k > len(data_files):
+        raise UsageError(f"--k {args.k} is more than the {len(data_files)} searched images")
+    check_model_path(args.model, trust=args.trust_model)
+    _import_tensorflow(args.debug)
+    import csv
+
+    from tfvis.gallery import write_atomic
+    from tfvis.inputs import input_shape
+    from tfvis.inspect.neighbours import FeatureIndex
+    from tfvis.inspect.report import _png
+    from tfvis.io import load_images, load_model
+    from tfvis.plotting.inspect import neighbours as neighbours_figure
+
+    model = load_model(args.model, trust=args.trust_model).model
+    layer = _layer_arg(model, args.layer, args.model)
+    shape = input_shape(model)
+    x, display, _, notes = load_images(data_files, shape, args.preprocess)
+    q, q_display, _, q_notes = load_images(query_files, shape, args.preprocess)
+    for note in notes + q_notes:
+        print(note)
+    index = FeatureIndex(model, layer, x, metric=args.metric)
+    idx, dist = index.query(q, k=args.k)
+    out.mkdir(parents=True, exist_ok=True)
+    text = io.StringIO()
+    table = csv.writer(text, lineterminator="\n")
+    table.writerow(["query", "rank", "index", "image", "distance"])
+    for i, f in enumerate(query_files):
+        for j in range(idx.shape[1]):
+            table.writerow([f.name, j + 1, int(idx[i, j]), data_files[int(idx[i, j])].name,
+                            f"{float(dist[i, j]):.6g}"])
+    fig = neighbours_figure(q_display, display, idx, dist)
+    fig.suptitle(f"{args.metric} neighbours in {index.layer}", fontsize=9)
+    write_atomic(out / "neighbours.png", _png(fig), args.overwrite)
+    write_atomic(out / "neighbours.csv", text.getvalue().encode("utf-8"), args.overwrite)
+    print(f"wrote {', '.join(str(out / name) for name in NEIGHBOURS_FILES)}")
     return 0
 
 
@@ -893,7 +996,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from tfvis.io import UnsafeModelError
 
     run = {"demo": _demo, "layers": _layers, "explain": _explain,
-           "evaluate": _evaluate, "inspect": _inspect}[args.command]
+           "evaluate": _evaluate, "inspect": _inspect,
+           "neighbours": _neighbours, "explain-dataset": _explain_dataset}[args.command]
     codes = ((UnsafeModelError, 3), (UnsupportedMethod, 4), (UsageError, 2),
              (FileNotFoundError, 2), (FileExistsError, 2), (ValueError, 2), (TypeError, 2),
              (Exception, 1))

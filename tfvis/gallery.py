@@ -68,6 +68,18 @@ class Gallery:
     columns: list[str]
     notes: list[str] = field(default_factory=list)
     rows: list[tuple[str, list[tuple[np.ndarray, str]]]] = field(default_factory=list)
+    #: Sections shown below the table: ``(title, notes, [(file name, PNG bytes, caption)])``.
+    sections: list[tuple[str, list[str], list[tuple[str, bytes, str]]]] = field(
+        default_factory=list)
+
+    #: The folder (under the output folder) that section figures are written to.
+    SECTION_FOLDER = "inside"
+
+    def add_section(self, title: str, figures: list[tuple[str, bytes, str]],
+                    notes: list[str] | None = None) -> None:
+        """Adds a section below the table: a heading, notes, and PNG figures (``(file name,
+        PNG bytes, caption)``; names are sanitised and written under ``inside/``)."""
+        self.sections.append((title, list(notes or []), list(figures)))
 
     def add_row(self, label: str, cells: list[tuple[np.ndarray, str]]) -> None:
         """Adds a row of ``(uint8 RGB image, caption)`` cells, one per column."""
@@ -102,6 +114,23 @@ class Gallery:
                     f"<small>{e(caption)}</small></td>"
                 )
             body.append(f"<tr><th>{e(label)}</th>{''.join(tds)}</tr>")
+        extra = []
+        if self.sections:
+            folder = root / self.SECTION_FOLDER
+            if folder.is_symlink():
+                raise FileExistsError(f"{folder} is a symbolic link; refusing to write "
+                                      "through it")
+            folder.mkdir(exist_ok=True)
+        for title, texts, figures in self.sections:
+            parts = [f"<h2>{e(title)}</h2>"]
+            parts += [f"<p>{e(t)}</p>" for t in texts]
+            for name, png, caption in figures:
+                name = safe_name(name)
+                write_atomic(folder / name, png, overwrite)
+                parts.append(f'<figure><img src="{self.SECTION_FOLDER}/{e(name)}" '
+                             f'alt="{e(caption)}"><figcaption>{e(caption)}</figcaption>'
+                             "</figure>")
+            extra.append("<section>" + "".join(parts) + "</section>")
         notes = "".join(f"<li>{e(n)}</li>" for n in self.notes)
         page = (
             "<!doctype html><html><head><meta charset='utf-8'>"
@@ -110,7 +139,8 @@ class Gallery:
             "td,th{padding:4px;text-align:center;vertical-align:top;border:1px solid #ddd}"
             "</style></head><body>"
             f"<h1>{e(self.title)}</h1><ul>{notes}</ul>"
-            f"<table><tr><th></th>{head}</tr>{''.join(body)}</table></body></html>"
+            f"<table><tr><th></th>{head}</tr>{''.join(body)}</table>{''.join(extra)}"
+            "</body></html>"
         )
         index = root / "index.html"
         write_atomic(index, page.encode("utf-8"), overwrite)

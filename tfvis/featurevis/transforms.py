@@ -68,12 +68,23 @@ def check(transforms) -> tuple:
     return out
 
 
-def _reflect(i, n):
+def _warp(img, transforms, interpolation: str, fill_mode: str):
+    """One ``ImageProjectiveTransformV3`` per batch: ``transforms`` ``(N, 8)`` maps output to
+    input coordinates (x, y). Its registered gradient is the inverse warp (one more op)."""
     import tensorflow as tf
 
-    period = tf.maximum(2 * (n - 1), 1)
-    m = tf.math.floormod(i, period)
-    return tf.where(m >= n, period - m, m)
+    return tf.raw_ops.ImageProjectiveTransformV3(
+        images=img, transforms=transforms, output_shape=tf.shape(img)[1:3],
+        fill_value=tf.constant(0.0, tf.float32), interpolation=interpolation,
+        fill_mode=fill_mode)
+
+
+def _translation(ty, tx):
+    """Flat transforms for output (y, x) <- input (y + ty, x + tx)."""
+    import tensorflow as tf
+
+    one, zero = tf.ones_like(ty), tf.zeros_like(ty)
+    return tf.stack([one, zero, tx, zero, one, ty, zero, zero], axis=1)
 
 
 def apply(img, draws, transforms: Sequence):
@@ -82,11 +93,11 @@ def apply(img, draws, transforms: Sequence):
 
     if not transforms:
         return img
-    n, h, w = tf.shape(img)[0], img.shape[1], img.shape[2]
+    h, w = img.shape[1], img.shape[2]
+    n = tf.shape(img)[0]
     cy, cx = (h - 1) / 2.0, (w - 1) / 2.0
     ty = tx = tf.zeros([n])
-    scale = tf.ones([n])
-    angle = tf.zeros([n])
+    scale = angle = None
     roll = None
     for t in transforms:
         if isinstance(t, Jitter):
@@ -98,26 +109,22 @@ def apply(img, draws, transforms: Sequence):
             angle = (draws[:, 3] * 2 - 1) * (t.degrees * np.pi / 180.0)
         elif isinstance(t, Roll):
             roll = (tf.floor(draws[:, 4] * h), tf.floor(draws[:, 5] * w))
-    yy, xx = tf.meshgrid(tf.range(h, dtype=tf.float32) - cy,
-                         tf.range(w, dtype=tf.float32) - cx, indexing="ij")
-    cos, sin = (tf.cos(angle) / scale)[:, None, None], (tf.sin(angle) / scale)[:, None, None]
-    sy = cos * yy[None] - sin * xx[None] + cy + ty[:, None, None]
-    sx = sin * yy[None] + cos * xx[None] + cx + tx[:, None, None]
-    exact = not any(isinstance(t, (Scale, Rotate)) for t in transforms)
-    flat = tf.reshape(img, [n, h * w, -1])
-
-    def gather(iy, ix):
-        if roll is not None:
-            iy = tf.math.floormod(iy + tf.cast(roll[0], tf.int32)[:, None, None], h)
-            ix = tf.math.floormod(ix + tf.cast(roll[1], tf.int32)[:, None, None], w)
-        idx = tf.reshape(_reflect(iy, h) * w + _reflect(ix, w), [n, h * w])
-        return tf.reshape(tf.gather(flat, idx, batch_dims=1), tf.shape(img))
-
-    if exact:
-        return gather(tf.cast(tf.round(sy), tf.int32), tf.cast(tf.round(sx), tf.int32))
-    y0, x0 = tf.floor(sy), tf.floor(sx)
-    fy, fx = (sy - y0)[..., None], (sx - x0)[..., None]
-    y0, x0 = tf.cast(y0, tf.int32), tf.cast(x0, tf.int32)
-    top = gather(y0, x0) * (1 - fx) + gather(y0, x0 + 1) * fx
-    bottom = gather(y0 + 1, x0) * (1 - fx) + gather(y0 + 1, x0 + 1) * fx
-    return top * (1 - fy) + bottom * fy
+    if roll is not None:
+        # a shift modulo the side, taken in [-side/2, side/2) so that the coordinates stay
+        # within one period of the image (where TF's WRAP mode is exact)
+        ry = tf.where(roll[0] >= h / 2.0, roll[0] - h, roll[0])
+        rx = tf.where(roll[1] >= w / 2.0, roll[1] - w, roll[1])
+        if scale is None and angle is None:  # integer shifts only: one exact warp
+            return _warp(img, _translation(ty + ry, tx + rx), "NEAREST", "WRAP")
+        img = _warp(img, _translation(ry, rx), "NEAREST", "WRAP")
+    if scale is None and angle is None:
+        return _warp(img, _translation(ty, tx), "NEAREST", "REFLECT")
+    angle = tf.zeros([n]) if angle is None else angle
+    scale = tf.ones([n]) if scale is None else scale
+    cos, sin = tf.cos(angle) / scale, tf.sin(angle) / scale
+    # input y = cos (y - cy) - sin (x - cx) + cy + ty, input x = sin (y - cy) + cos (x - cx)
+    # + cx + tx: a rotation by the angle and a zoom about the centre, then the jitter
+    zero = tf.zeros_like(cos)
+    flat = tf.stack([cos, sin, cx - cos * cx - sin * cy + tx,
+                     -sin, cos, cy + sin * cx - cos * cy + ty, zero, zero], axis=1)
+    return _warp(img, flat, "BILINEAR", "REFLECT")

@@ -6,6 +6,13 @@ position first), and merges them with the running top-k (ties: the lower image f
 the result equals the top-k of the whole dataset flattened as ``(image, y, x)`` (a stable
 sort), for any chunk size, with memory independent of the dataset's size. Patches are cropped
 with the layer's exact receptive field (`tfvis.surgery.receptive`).
+
+With ``project="deconvnet"`` or ``"guided"`` each top unit is also projected to pixel space
+(Zeiler & Fergus fig. 2): the gradient of that one unit (one-hot at ``(image, y, x, channel)``)
+w.r.t. the input, through the model's ReLUs gated by the rule (`tfvis.surgery.gates`), cropped
+to the unit's receptive field. The images of the current top units are kept on the host while
+streaming (at most ``channels x k`` of them, so a generator works too), and the projections are
+computed afterwards, ``batch_size`` units per compiled call.
 """
 
 from __future__ import annotations
@@ -17,7 +24,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfvis.inspect.activations import activation_chunks, layer_source, resolve_layers
+from tfvis.engine import runner
+from tfvis.engine.compiled import compile_step
+from tfvis.inputs import _pad, model_inputs
+from tfvis.inspect.activations import layer_source, model_call, resolve_layers
+from tfvis.surgery import capture
 from tfvis.surgery.layers import LayerSpec
 from tfvis.surgery.receptive import ReceptiveField, receptive_field
 
@@ -35,6 +46,11 @@ class TopActivations:
       field: the layer's `ReceptiveField` (None when it has no known closed form).
       boxes: int64 ``(C, k, 4)`` ``(x0, y0, x1, y1)`` input-pixel boxes (the receptive
         field clipped to the image), or None without a field.
+      projection: float32 ``(C, k, fh, fw, channels)`` or None: with ``project``, each unit's
+        pixel-space projection (d unit / d input through the gated ReLUs) cropped to its box
+        ``boxes[c, j]``, stored at the top-left of a frame of ``fh x fw`` = the field's size
+        clipped to the image (rows / columns past the box's size are zero).
+      rule: the ReLU rule of the projection (``"deconvnet"`` or ``"guided"``), or None.
     """
 
     layer: str
@@ -45,6 +61,34 @@ class TopActivations:
     value: np.ndarray
     field: ReceptiveField | None
     boxes: np.ndarray | None
+    projection: np.ndarray | None = None
+    rule: str | None = None
+
+    def projections(self, size: int | None = None) -> list[list[np.ndarray]]:
+        """The pixel-space projections as uint8 RGB images: ``projections[c][j]``.
+
+        Each is cropped to its box, scaled symmetrically around grey (``0.5 + p / (2 max|p|)``,
+        so zero is mid-grey, as in Zeiler & Fergus's figures), and resized to ``size x size``
+        (nearest) unless ``size`` is None.
+        """
+        if self.projection is None:
+            raise ValueError("no projections: call top_activations(..., project='deconvnet' "
+                             "or 'guided')")
+        from tfvis.inspect.kernels import nearest
+        from tfvis.plotting.images import to_uint8_rgb
+
+        out = []
+        for c in range(len(self.channels)):
+            row = []
+            for j in range(self.index.shape[1]):
+                x0, y0, x1, y1 = (int(v) for v in self.boxes[c, j])
+                p = self.projection[c, j, : y1 - y0, : x1 - x0]
+                scale = float(np.abs(p).max())
+                p = 0.5 + p / (2 * scale) if scale > 0 else np.full_like(p, 0.5)
+                img = to_uint8_rgb(np.clip(p, 0, 1) * 255.0)
+                row.append(nearest(img, size) if size is not None else img)
+            out.append(row)
+        return out
 
     def patches(self, images: Any, size: int | None = None) -> list[list[np.ndarray]]:
         """The image patch of every top activation: ``patches[c][j]`` for channel row ``c``.
@@ -89,6 +133,7 @@ def top_activations(
     batch_size: int = 64,
     input: int | str | None = None,
     verbose: int = 0,
+    project: str | None = None,
 ) -> TopActivations:
     """For each channel of ``layer``, its ``k`` strongest activations over ``data``.
 
@@ -106,16 +151,29 @@ def top_activations(
       batch_size: images per compiled chunk (the result does not depend on it).
       input: the image input of a multi-input model.
       verbose: 1 shows a progress bar.
+      project: ``"deconvnet"`` or ``"guided"``: also project each top unit to pixel space
+        with that ReLU rule (Zeiler & Fergus fig. 2; `TopActivations.projection`); None: no
+        projection (the default, one pass at the forward pass's speed).
 
     Returns:
       `TopActivations`, with the receptive-field box of each unit.
 
     Raises:
-      ValueError: a layer whose output is not ``(N, h, w, C)``, a channel out of range, a bad k.
+      ValueError: a layer whose output is not ``(N, h, w, C)``, a channel out of range, a bad k
+        or ``project``.
+      TypeError: ``project`` on a model holding a SavedModel (its ReLUs are hidden).
     """
     k = _check_k(k)
+    if project not in (None, "deconvnet", "guided"):
+        raise ValueError(f"project must be None, 'deconvnet' or 'guided', got {project!r}")
     (path,) = resolve_layers(model, [layer], "top_activations")
+    gates = None
+    if project is not None:
+        from tfvis.surgery.gates import relu_gates
+
+        gates = relu_gates(model, project)[0]  # refuses SavedModels before any work
     source = layer_source(model, data, input)
+    n_inputs = max(len(model_inputs(model)), 1)
     count = None
 
     def reduce(acts):
@@ -135,9 +193,17 @@ def top_activations(
         values, positions = tf.math.top_k(a, k=min(k, h * w))  # stable: lower position first
         return values, positions
 
+    def step(*args):
+        xs = args[:n_inputs]
+        acts = tf.cast(capture(model, model_call(model, xs), [path])[path], tf.float32)
+        values, positions = reduce(acts)
+        # with a projection, the chunk's inputs come back too (to keep the top units' images)
+        return (values, positions, *xs) if project is not None else (values, positions)
+
+    kept: dict[int, list[np.ndarray]] = {}  # image index -> its model inputs (project only)
     running_v = running_i = None
-    for start, n, (values, positions) in activation_chunks(
-            model, source, [path], batch_size=batch_size, reduce=reduce, verbose=verbose):
+    for start, n, (values, positions, *xs) in runner.run(
+            compile_step(step), source, batch_size=batch_size, verbose=verbose):
         chosen, h, w = count
         b, cs, kk = values.shape
         # candidates per channel, image-major so that ties keep the lower (image, y, x)
@@ -150,6 +216,14 @@ def top_activations(
             cand_i = tf.concat([running_i, cand_i], axis=1)
         best_v, pick = tf.math.top_k(cand_v, k=min(k, cand_v.shape[1]))
         running_v, running_i = best_v, tf.gather(cand_i, pick, batch_dims=1)
+        if project is not None:
+            needed = set(np.unique(running_i.numpy() // (h * w)).tolist())
+            kept = {i: v for i, v in kept.items() if i in needed}
+            host = None
+            for i in sorted(needed):
+                if start <= i < start + n and i not in kept:
+                    host = host or [np.asarray(t) for t in xs]
+                    kept[i] = [a[i - start].copy() for a in host]
     chosen, h, w = count
     flat = running_i.numpy()
     index, rest = np.divmod(flat, h * w)
@@ -159,9 +233,65 @@ def top_activations(
     except ValueError:  # a layer without a closed form on the way, or an unknown input size
         field = None
     boxes = None if field is None else field.box(y, x)
+    projection = None
+    if project is not None:
+        if boxes is None:  # no closed form: the whole image is the unit's field
+            img_h, img_w = next(iter(kept.values()))[source.index].shape[:2]
+            boxes = np.broadcast_to(np.array([0, 0, img_w, img_h], np.int64),
+                                    y.shape + (4,)).copy()
+        projection = _projections(model, path, kept, index, y, x, chosen, boxes, gates,
+                                  source.index, n_inputs, batch_size)
     return TopActivations(path, chosen, index.astype(np.int64), y.astype(np.int64),
                           x.astype(np.int64), running_v.numpy().astype(np.float32), field,
-                          boxes)
+                          boxes, projection, project)
+
+
+def unit_gradient_step(model: keras.Model, path: str, replace: dict, index: int = 0,
+                       n_inputs: int = 1):
+    """A compiled step ``(*inputs, y, x, channel) -> (d unit / d input,)``: row ``u`` is the
+    gradient of the single unit ``acts[u, y[u], x[u], channel[u]]`` of layer ``path`` w.r.t.
+    input ``index`` of row ``u`` (one unit per row; ``replace``: e.g. ReLU gates)."""
+
+    def step(*args):
+        xs, (uy, ux, uc) = list(args[:n_inputs]), args[n_inputs:]
+        with tf.GradientTape(watch_accessed_variables=False) as tape:
+            tape.watch(xs[index])
+            acts = capture(model, model_call(model, xs), [path], replace=replace)[path]
+            rows = tf.range(tf.shape(acts)[0], dtype=tf.int32)
+            at = tf.stack([rows, tf.cast(uy, tf.int32), tf.cast(ux, tf.int32),
+                           tf.cast(uc, tf.int32)], axis=1)
+            score = tf.reduce_sum(tf.gather_nd(tf.cast(acts, tf.float32), at))
+        grads = tape.gradient(score, xs[index])
+        grads = tf.zeros_like(xs[index]) if grads is None else grads
+        return (tf.cast(grads, tf.float32),)
+
+    return compile_step(step)
+
+
+def _projections(model, path, kept, index, y, x, chosen, boxes, gates, input_index,
+                 n_inputs, batch_size) -> np.ndarray:
+    """``(C, k, fh, fw, channels)`` crops of each top unit's gated gradient, ``batch_size``
+    units per compiled call."""
+    c_count, k = index.shape
+    units = [(c, j) for c in range(c_count) for j in range(k)]
+    sizes = boxes[..., 2:] - boxes[..., :2]  # (C, k, 2) as (width, height)
+    fw, fh = int(sizes[..., 0].max()), int(sizes[..., 1].max())
+    depth = next(iter(kept.values()))[input_index].shape[-1]
+    out = np.zeros((c_count, k, fh, fw, depth), np.float32)
+    step = unit_gradient_step(model, path, gates, input_index, n_inputs)
+    size = min(batch_size, len(units))
+    for start in range(0, len(units), size):
+        part = units[start:start + size]
+        xs = [_pad(np.stack([kept[int(index[c, j])][i] for c, j in part]), size)
+              for i in range(n_inputs)]
+        extra = [_pad(np.array([v[c, j] for c, j in part], np.int32), size)
+                 for v in (y, x, np.broadcast_to(chosen[:, None], index.shape))]
+        (grads,) = step(*[tf.convert_to_tensor(a) for a in (*xs, *extra)])
+        grads = grads.numpy()
+        for u, (c, j) in enumerate(part):
+            x0, y0, x1, y1 = (int(v) for v in boxes[c, j])
+            out[c, j, : y1 - y0, : x1 - x0] = grads[u, y0:y1, x0:x1]
+    return out
 
 
 def probe_patches(images: np.ndarray, acts: np.ndarray, window: int, size: int = 32,

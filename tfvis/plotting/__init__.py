@@ -14,6 +14,7 @@ from tfvis.plotting.inspect import (
     layer_stats_figure,
     neighbours,
     top_classes,
+    top_classes_figure,
     top_patches,
 )
 from tfvis.plotting.images import (
@@ -36,6 +37,7 @@ __all__ = [
     "layer_stats_figure",
     "neighbours",
     "top_classes",
+    "top_classes_figure",
     "top_patches",
     "deletion_curves",
     "grid",

@@ -123,8 +123,8 @@ def layer_stats_figure(stats: Any, ax: Any = None) -> Figure:
     return fig
 
 
-def top_patches(top: Any, images: Any, size: int = 32, max_channels: int | None = None
-                ) -> Figure:
+def top_patches(top: Any, images: Any, size: int = 32, max_channels: int | None = None,
+                show: str | None = None) -> Figure:
     """Zeiler & Fergus fig. 2: for each channel (a row) its k strongest dataset patches.
 
     Args:
@@ -132,19 +132,36 @@ def top_patches(top: Any, images: Any, size: int = 32, max_channels: int | None 
       images: the dataset's images (indexable by image index).
       size: the side each patch is drawn at.
       max_channels: rows drawn (default: all).
+      show: ``"patches"``, ``"projections"`` (the pixel-space projections of
+        ``top_activations(..., project=...)``, zero drawn mid-grey) or ``"both"`` (per row, the
+        k projections then the k patches, as in the paper); default: ``"both"`` when the
+        projections exist, else ``"patches"``.
     """
-    patches = top.patches(images, size=size)
+    if show is None:
+        show = "both" if getattr(top, "projection", None) is not None else "patches"
+    if show not in ("patches", "projections", "both"):
+        raise ValueError(f"show must be 'patches', 'projections' or 'both', got {show!r}")
+    blocks = []
+    if show in ("projections", "both"):
+        blocks.append(top.projections(size=size))
+    if show in ("patches", "both"):
+        blocks.append(top.patches(images, size=size))
     if max_channels is not None:
-        patches = patches[:max_channels]
-    rows, cols = len(patches), max(len(p) for p in patches)
+        blocks = [b[:max_channels] for b in blocks]
+    k = max(len(p) for p in blocks[0])
+    rows, cols = len(blocks[0]), k * len(blocks)
     fig, axes = _figure(rows, cols, cell=1.0)
-    for r, row in enumerate(patches):
-        for c, patch in enumerate(row):
-            axes[r, c].imshow(patch)
-            axes[r, c].set_title(f"{top.value[r, c]:.2g}", fontsize=6)
+    for b, block in enumerate(blocks):
+        for r, row in enumerate(block):
+            for c, patch in enumerate(row):
+                axes[r, b * k + c].imshow(patch)
+                axes[r, b * k + c].set_title(f"{top.value[r, c]:.2g}", fontsize=6)
+    for r in range(rows):
         axes[r, 0].text(-0.1, 0.5, f"ch {int(top.channels[r])}", fontsize=7, ha="right",
                         va="center", transform=axes[r, 0].transAxes)
-    fig.suptitle(f"{top.layer}: strongest activations (receptive fields)", fontsize=9)
+    what = {"patches": "receptive fields", "projections": f"{top.rule} projections",
+            "both": f"{top.rule} projections | receptive fields"}[show]
+    fig.suptitle(f"{top.layer}: strongest activations ({what})", fontsize=9)
     return fig
 
 
@@ -172,29 +189,42 @@ def neighbours(query_images: Any, data_images: Any, indices: Any, distances: Any
 
 
 def top_classes(model: Any, image: Any, explainer: Any, k: int = 5,
-                class_names: Sequence[str] | None = None) -> Figure:
+                class_names: Sequence[str] | None = None, display: Any = None) -> Figure:
     """The image, then for each of its top-k classes the probability and the explanation.
 
     Args:
       model: the Keras model (its outputs, e.g. softmax probabilities, are shown).
-      image: one image ``(H, W, C)``.
+      image: one image ``(H, W, C)``, as the model takes it.
       explainer: an `Explainer` or a registry name (built on ``model``).
       k: classes shown (at most the number of classes).
       class_names: names of the classes (default: their indices).
+      display: what the image looks like (uint8 RGB; default: ``image`` scaled for display),
+        e.g. the photo before ``keras.applications`` preprocessing.
     """
     from tfvis.inspect.classes import top_class_maps
 
     x, probs, classes, result = top_class_maps(model, image, explainer, k)
+    return top_classes_figure(x if display is None else display, probs, classes, result.maps,
+                              class_names)
+
+
+def top_classes_figure(image: Any, probs: Any, classes: Sequence[int], maps: Any,
+                       class_names: Sequence[str] | None = None) -> Figure:
+    """`top_classes`'s figure from maps already computed: ``maps[j]`` explains
+    ``classes[j]``, whose output is ``probs[classes[j]]`` (``probs``: one image's outputs)."""
     from tfvis.plotting.images import overlay
 
+    shown = _image(image)
+    maps = np.asarray(maps)
     fig, axes = _figure(1, len(classes) + 1, cell=2.0)
-    axes[0, 0].imshow(_image(x))
+    axes[0, 0].imshow(shown)
     axes[0, 0].set_title("image", fontsize=8)
-    over = overlay(np.repeat(x[None], len(classes), 0), result.maps)
+    over = overlay(np.repeat(shown[None], len(classes), 0), maps)
     for j, c in enumerate(classes):
+        c = int(c)
         name = class_names[c] if class_names is not None else str(c)
         axes[0, j + 1].imshow(over[j])
-        axes[0, j + 1].set_title(f"{name}: {probs[c]:.2f}", fontsize=8)
+        axes[0, j + 1].set_title(f"{name}: {float(probs[c]):.2f}", fontsize=8)
     return fig
 
 
