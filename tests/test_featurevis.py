@@ -183,11 +183,20 @@ def test_transforms_are_exact_shifts_and_seeded():
     img = tf.constant(np.random.default_rng(0).random((2, 8, 10, 1)), tf.float32)
     draws = tf.constant([[1.0, 0.0, 0.5, 0.5, 0.0, 0.0], [0.5, 0.5, 0.5, 0.5, 0.25, 0.5]])
     out = T.apply(img, draws, (T.Jitter(2),)).numpy()
-    # image 0: shifted by +2 rows and -2 columns (reflected borders)
+    # image 0: shifted by +2 rows and -2 columns
     np.testing.assert_array_equal(out[0, :6, 2:], img.numpy()[0, 2:, :8])
+    # borders reflected half-sample symmetrically (the edge pixel repeats: ... b a | a b ...)
+    np.testing.assert_array_equal(out[0, 6:, 2:], img.numpy()[0][[7, 6], :8])
+    np.testing.assert_array_equal(out[0, :6, :2], img.numpy()[0][2:, [1, 0]])
     np.testing.assert_array_equal(out[1], img.numpy()[1])  # zero shift
     rolled = T.apply(img, draws, (T.Roll(),)).numpy()
     np.testing.assert_array_equal(rolled[1], np.roll(img.numpy()[1], (-2, -5), (0, 1)))
+    # a roll's gradient is the inverse roll, exactly
+    g = tf.constant(np.random.default_rng(1).random((2, 8, 10, 1)), tf.float32)
+    with tf.GradientTape() as tape:
+        tape.watch(img)
+        back = tape.gradient(T.apply(img, draws, (T.Roll(),)), img, output_gradients=g)
+    np.testing.assert_array_equal(back.numpy()[1], np.roll(g.numpy()[1], (2, 5), (0, 1)))
     same = T.apply(img, draws, (T.Scale(1, 1), T.Rotate(0))).numpy()
     np.testing.assert_allclose(same, img.numpy(), atol=1e-6)
     with pytest.raises(TypeError, match="not a transform"):

@@ -1,13 +1,24 @@
 """Random transforms for robust visualisations: jitter, scale, rotate, roll.
 
 Each transform is a small frozen description; `apply` composes all of them into one
-resampling per image inside the compiled step (bilinear, borders reflected), so their cost
-is one gather whatever their number. Their randomness comes in as ``draws``: uniform numbers
-``(N, NUM_DRAWS)`` per step, drawn on the host from each image's own seeded generator, so an
-image's transforms depend on its seed only (not on the batch it is optimised in).
+resampling of the batch inside the compiled step (``tf.raw_ops.ImageProjectiveTransformV3``,
+one op whatever their number; two when `Roll` is combined with `Scale` / `Rotate`). Their
+randomness comes in as ``draws``: uniform numbers ``(N, NUM_DRAWS)`` per step, drawn on the
+host from each image's own seeded generator, so an image's transforms depend on its seed only
+(not on the batch it is optimised in).
 
-`Roll` shifts with wrap-around by up to the whole image (DeepDream's random roll, which
-hides tile seams); the others reflect at the borders.
+* `Jitter` alone (or with `Roll`) is an exact integer shift (nearest-neighbour sampling at
+  integer coordinates). With `Scale` / `Rotate` the resampling is bilinear.
+* Borders are reflected half-sample symmetrically (``d c b a | a b c d | d c b a``, TF's
+  ``REFLECT`` fill mode: the edge pixel is repeated).
+* `Roll` shifts with wrap-around by up to the whole image (DeepDream's random roll, which
+  hides tile seams), exactly; combined with `Scale` / `Rotate` the roll is applied first and
+  the other transforms then reflect at the borders of the rolled image.
+
+The gradient is the op's registered one: the inverse warp of the incoming gradient (one op,
+as cheap as the forward). For integer shifts it is exact away from the borders; for scale /
+rotate it is the usual approximation of the bilinear adjoint (as in lucid), not the exact
+adjoint (a scatter-add, several times slower on a CPU).
 """
 
 from __future__ import annotations
