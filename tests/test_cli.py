@@ -372,3 +372,18 @@ def test_inspect_writes_a_report_page(files, tmp_path):
     assert any(out.glob("top_*.png")) and (out / "layer_stats.json").exists()
     assert main(["inspect", str(root / "model.keras"), "--out", str(out)]) == 2  # no overwrite
     assert main(["inspect", str(root / "model.keras"), "--out", str(out), "--overwrite"]) == 0
+
+
+def test_visualize_writes_one_image_per_channel_and_a_grid(files, tmp_path):
+    root, _ = files
+    out = tmp_path / "filters"
+    args = ["visualize", str(root / "model.keras"), "--layer", "conv3b", "--channels", "0-2,5",
+            "--steps", "2", "--out", str(out)]
+    assert main(args) == 0
+    assert sorted(p.name for p in out.glob("channel*.png")) == [
+        "channel_0.png", "channel_1.png", "channel_2.png", "channel_5.png"]
+    assert (out / "grid.png").stat().st_size > 0
+    assert main(args) == 2  # kept without --overwrite
+    assert main(args[:-4] + ["--channels", "3-1", "--out", str(tmp_path / "x")]) == 2
+    assert main(["visualize", str(root / "model.keras"), "--layer", "conv3", "--out",
+                 str(tmp_path / "y")]) == 2  # typo: a short usage error

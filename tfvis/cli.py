@@ -36,6 +36,7 @@ EXAMPLES = """examples:
   tfvis explain exported_savedmodel/ img.png --method saliency --trust-model --preprocess scale
   tfvis evaluate model.keras photos/ --methods gradcam saliency random --metrics deletion insertion --out eval/
   tfvis inspect model.keras --data photos/ --out inspect/
+  tfvis visualize model.keras --layer conv3b --channels 0-15 --out filters/
   tfvis explain-dataset model.keras photos/ --methods gradcam,rise --out run/   (--resume after a kill)
   tfvis neighbours model.keras --layer gap --data photos/ --query cat.png --k 5 --out nn/
 
@@ -322,6 +323,21 @@ def build_parser(debug: bool = False) -> argparse.ArgumentParser:
                               "TFSMLayers (for this load only)")
     explain.add_argument("--overwrite", action="store_true", help="replace existing outputs")
 
+    vis = sub.add_parser("visualize", help="feature visualisation: one image per channel of a "
+                         "layer (a filter grid)", epilog=EXAMPLES, formatter_class=fmt)
+    vis.add_argument("model", help=".keras file (others need --trust-model)")
+    vis.add_argument("--layer", required=True, help="layer name or path")
+    vis.add_argument("--channels", default=None,
+                     help="channels, e.g. 0-15 or 0,3,7 (default: all)")
+    vis.add_argument("--steps", type=int, default=256, help="optimisation steps (default 256)")
+    vis.add_argument("--learning-rate", type=float, default=0.05, help="Adam's (default 0.05)")
+    vis.add_argument("--param", choices=("fourier", "pixel"), default="fourier",
+                     help="image parameterisation (default fourier)")
+    vis.add_argument("--seed", type=int, default=0, help="channel j uses seed + j (default 0)")
+    vis.add_argument("--out", required=True, help="output folder")
+    vis.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    vis.add_argument("--trust-model", action="store_true",
+                     help="allow .h5, SavedModel folders, remote paths (for this load only)")
     from tfvis.distributed.command import add_parser as add_explain_dataset
 
     add_explain_dataset(sub)
@@ -741,6 +757,57 @@ def _metric_option_names(metric: str) -> list[str]:
     return [n for n in dict.fromkeys(names) if n not in skip]
 
 
+def _channel_list(text: str | None) -> list[int] | None:
+    """``--channels``: ``0-15``, ``0,3,7`` or both (``0-3,9``); None for every channel."""
+    if text is None:
+        return None
+    channels: list[int] = []
+    for part in text.split(","):
+        match = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", part)
+        if match is None:
+            raise UsageError(f"--channels {text!r}: give indices and ranges like 0-15 or 0,3,7")
+        low, high = int(match.group(1)), int(match.group(2) or match.group(1))
+        if high < low:
+            raise UsageError(f"--channels {text!r}: range {low}-{high} is empty")
+        channels.extend(range(low, high + 1))
+    return channels
+
+
+def _visualize(args) -> int:
+    from tfvis.io import check_model_path
+
+    out = Path(args.out)
+    if out.is_symlink():
+        raise UsageError(f"{out} is a symbolic link; refusing to write through it")
+    if (out / "grid.png").exists() and not args.overwrite:
+        raise UsageError(f"{out / 'grid.png'} exists; pass --overwrite to replace it")
+    channels = _channel_list(args.channels)
+    if args.steps < 1:
+        raise UsageError("--steps must be at least 1")
+    check_model_path(args.model, trust=args.trust_model)
+    _import_tensorflow(args.debug)
+    import numpy as np
+
+    import tfvis
+    from tfvis.gallery import save_png
+    from tfvis.io import load_model
+
+    model = load_model(args.model, trust=args.trust_model).model
+    layer = _layer_arg(model, args.layer, args.model)
+    result = tfvis.filters(model, layer, channels, steps=args.steps, seed=args.seed,
+                           param=args.param, learning_rate=args.learning_rate, verbose=1)
+    out.mkdir(parents=True, exist_ok=True)
+    for label, image in zip(result.labels, result.images):
+        name = re.sub(r"[^A-Za-z0-9_.-]+", "_", str(label)).strip("_") or "image"
+        save_png(out / f"{name}.png", (np.clip(image, 0, 1) * 255).astype(np.uint8))
+    figure = result.grid()
+    with tempfile.NamedTemporaryFile(dir=out, suffix=".png", delete=False) as tmp:
+        figure.savefig(tmp.name, dpi=80, bbox_inches="tight")
+    os.replace(tmp.name, out / "grid.png")
+    print(f"wrote {len(result.images)} images and {out / 'grid.png'}")
+    return 0
+
+
 def _explain_dataset(args) -> int:
     from tfvis.distributed.command import run_command
 
@@ -997,7 +1064,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     run = {"demo": _demo, "layers": _layers, "explain": _explain,
            "evaluate": _evaluate, "inspect": _inspect,
-           "neighbours": _neighbours, "explain-dataset": _explain_dataset}[args.command]
+           "neighbours": _neighbours, "explain-dataset": _explain_dataset,
+           "visualize": _visualize}[args.command]
     codes = ((UnsafeModelError, 3), (UnsupportedMethod, 4), (UsageError, 2),
              (FileNotFoundError, 2), (FileExistsError, 2), (ValueError, 2), (TypeError, 2),
              (Exception, 1))
