@@ -51,7 +51,7 @@ def test_summary_and_gallery_state_deletion_and_insertion_per_method(demo):
     for name in result.pointing:
         assert 0.0 <= result.deletion[name] <= 1.0 and 0.0 <= result.insertion[name] <= 1.0
     settings = summary["metric_settings"]
-    assert settings["images"] == 32 and settings["deletion"]["steps"] == 32
+    assert settings["images"] == 32 and settings["deletion"]["steps"] == 16
     assert settings["insertion"]["substrate"] == "blur"
     assert set(summary["baselines"]) == {"random", "centre"}
     # a CAM map removes the evidence faster than a random map, and inserts it faster
