@@ -556,16 +556,30 @@ def _check_supported(cls, model, kind: str, layer: str | None) -> bool:
     return hidden
 
 
+def _output_folder(path: str, files: Sequence[str], overwrite: bool,
+                   folders: Sequence[str] = ()) -> Path:
+    """``--out`` checked before anything runs: not a symbolic link (nor its ``folders``), not
+    a file, and none of ``files`` in it (or a link named like one) unless ``overwrite``."""
+    out = Path(path)
+    for folder in (out, *(out / name for name in folders)):
+        if folder.is_symlink():
+            raise UsageError(f"{folder} is a symbolic link; refusing to write through it")
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"{out} exists and is not a folder")
+    for name in files:
+        if (out / name).is_symlink():
+            raise UsageError(f"{out / name} is a symbolic link; refusing to write through it")
+    existing = [name for name in files if (out / name).exists()]
+    if existing and not overwrite:
+        raise UsageError(f"{out / existing[0]} exists; pass --overwrite to replace it")
+    return out
+
+
 def _explain(args) -> int:
     from tfvis.io import check_model_path, image_files
 
     # Everything that can be checked without TensorFlow comes first.
-    out = Path(args.out)
-    if (out / "index.html").exists() and not args.overwrite:
-        raise UsageError(f"{out / 'index.html'} exists; pass --overwrite to replace it")
-    for folder in (out, out / "maps", out / "top5"):
-        if folder.is_symlink():
-            raise UsageError(f"{folder} is a symbolic link; refusing to write through it")
+    out = _output_folder(args.out, ["index.html"], args.overwrite, folders=("maps", "top5"))
     files = image_files(args.images)
     pairs = _option_pairs(args.option)
     check_model_path(args.model, trust=args.trust_model)
@@ -776,11 +790,7 @@ def _channel_list(text: str | None) -> list[int] | None:
 def _visualize(args) -> int:
     from tfvis.io import check_model_path
 
-    out = Path(args.out)
-    if out.is_symlink():
-        raise UsageError(f"{out} is a symbolic link; refusing to write through it")
-    if (out / "grid.png").exists() and not args.overwrite:
-        raise UsageError(f"{out / 'grid.png'} exists; pass --overwrite to replace it")
+    out = _output_folder(args.out, ["grid.png"], args.overwrite)
     channels = _channel_list(args.channels)
     if args.steps < 1:
         raise UsageError("--steps must be at least 1")
@@ -817,11 +827,7 @@ def _explain_dataset(args) -> int:
 def _inspect(args) -> int:
     from tfvis.io import check_model_path, image_files
 
-    out = Path(args.out)
-    if out.is_symlink():
-        raise UsageError(f"{out} is a symbolic link; refusing to write through it")
-    if (out / "index.html").exists() and not args.overwrite:
-        raise UsageError(f"{out / 'index.html'} exists; pass --overwrite to replace it")
+    out = _output_folder(args.out, ["index.html"], args.overwrite)
     files = image_files(args.data) if args.data else []
     check_model_path(args.model, trust=args.trust_model)
     _import_tensorflow(args.debug)
@@ -846,13 +852,7 @@ def _neighbours(args) -> int:
     from tfvis.io import check_model_path, image_files
 
     # Everything that can be checked without TensorFlow comes first.
-    out = Path(args.out)
-    if out.is_symlink():
-        raise UsageError(f"{out} is a symbolic link; refusing to write through it")
-    existing = [out / name for name in NEIGHBOURS_FILES if (out / name).exists()
-                or (out / name).is_symlink()]
-    if existing and not args.overwrite:
-        raise UsageError(f"{existing[0]} exists; pass --overwrite to replace it")
+    out = _output_folder(args.out, NEIGHBOURS_FILES, args.overwrite)
     if args.k < 1:
         raise UsageError(f"--k must be a positive number of neighbours, not {args.k}")
     data_files = image_files(args.data)
@@ -899,19 +899,7 @@ def _evaluate(args) -> int:
     from tfvis.io import check_model_path, image_files
 
     # Everything that can be checked without TensorFlow comes first.
-    out = Path(args.out)
-    if out.is_symlink():
-        raise UsageError(f"{out} is a symbolic link; refusing to write through it")
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"{out} exists and is not a folder")
-    existing = [name for name in EVALUATE_FILES if (out / name).exists()
-                or (out / name).is_symlink()]
-    if existing and not args.overwrite:
-        raise UsageError(f"{out} already holds {', '.join(existing)}; pass --overwrite to "
-                         "replace them")
-    for name in EVALUATE_FILES:
-        if (out / name).is_symlink():
-            raise UsageError(f"{out / name} is a symbolic link; refusing to write through it")
+    out = _output_folder(args.out, EVALUATE_FILES, args.overwrite)
     files = image_files(args.images)
     mask_files = _mask_files(args.masks, files) if args.masks else None
     metrics = []
