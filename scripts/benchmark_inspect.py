@@ -24,7 +24,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -34,8 +33,8 @@ BATCH = 64
 def child(n: int, mode: str) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import numpy as np
-    import psutil
     import tensorflow as tf
+    from benchmark import PeakMemory  # scripts/benchmark.py: RSS (or GPU allocator) peak
 
     from tfvis import inspect
     from tfvis.demo import build_model
@@ -70,24 +69,11 @@ def child(n: int, mode: str) -> None:
     n = 2 * BATCH
     run()  # trace once, warm the allocator
     n = n_real
-    process = psutil.Process()
-    base = process.memory_info().rss
-    peak = [base]
-    running = [True]
-
-    def sample():
-        while running[0]:
-            peak[0] = max(peak[0], process.memory_info().rss)
-            time.sleep(0.002)
-
-    thread = threading.Thread(target=sample, daemon=True)
-    thread.start()
     start = time.perf_counter()
-    extra = run()
+    with PeakMemory() as peak:
+        extra = run()
     seconds = time.perf_counter() - start - extra.get("query_s", 0.0)
-    running[0] = False
-    thread.join()
-    print(json.dumps({"mib": (peak[0] - base) / 2**20, "seconds": seconds, **extra}))
+    print(json.dumps({"mib": peak.mib, "seconds": seconds, **extra}))
 
 
 def main() -> None:
