@@ -109,3 +109,27 @@ def test_a_distribute_strategy_splits_chunks_over_replicas():
                             timeout=180)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "OK 2" in result.stdout
+
+
+def test_probing_a_subclassed_model_loses_no_sample_of_a_generator():
+    """A subclassed model's output shape is probed on the first sample; with a one-shot
+    generator that sample must still be explained."""
+    import keras
+
+    class Linear(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.fc = keras.layers.Dense(3, kernel_initializer=keras.initializers.GlorotUniform(0))
+
+        def call(self, x):
+            return self.fc(keras.ops.reshape(x, (-1, 40)))
+
+    model = Linear()
+    x = np.random.default_rng(9).random((5, 4, 5, 2)).astype(np.float32)
+    reference = tfvis.Saliency(model, verbose=0).explain(x, targets=1)
+    streamed = tfvis.Saliency(model, verbose=0).explain((x[i:i + 2] for i in range(0, 5, 2)),
+                                                        targets=1)
+    assert len(streamed) == 5
+    np.testing.assert_allclose(streamed.raw, reference.raw, rtol=1e-6)
+    dataset = tf.data.Dataset.from_tensor_slices(x).batch(2)
+    assert len(tfvis.Saliency(model, verbose=0).explain(dataset, targets=[0, 1, 2, 0, 1])) == 5

@@ -7,6 +7,7 @@ generator is read element by element (prefetched) and never concatenated up fron
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Any, Iterator
 
@@ -207,11 +208,14 @@ class Source:
         return self._arrays
 
     def first(self) -> list[np.ndarray]:
-        """One sample of every input (for shape probes)."""
+        """One sample of every input (for shape probes). A stream's first element is kept
+        and read again by `chunks`, so probing never loses samples of a one-shot iterator."""
         if self._arrays is not None:
             return [a[:1] for a in self._arrays]
-        for batch, _ in self.chunks(1):
-            return [a[:1] for a in batch]
+        stream = iter(self._stream)
+        for element in stream:
+            self._stream = itertools.chain([element], stream)
+            return [a[:1] for a in self._element(element, 0)]
         raise ValueError("the dataset is empty")
 
     def chunks(self, size: int | None) -> Iterator[tuple[list[np.ndarray], int]]:
