@@ -155,21 +155,27 @@ class Scorer(PerturbationExplainer):
         resolved.check_count(source.n)
         return self._unperturbed(source, resolved, size), resolved, size
 
+    def pair_scores(self, kind: Any, base, fill: np.ndarray, masks: MaskSet,
+                    batch_size: int) -> np.ndarray:
+        """``(N, M)`` target scores of every image under every mask of ``masks`` (rendered by
+        this scorer's ``render``), ``fill`` showing where a mask's keep is 0, streamed through
+        the perturbation engine in chunks of at most ``batch_size`` perturbed images. Sets
+        ``calls`` to the number of compiled model calls."""
+        n, m = len(base.x), masks.count
+        result = stream(self._pair_step(kind, masks.per_image, masks.by_image), base.x, fill,
+                        (base.used, *base.params, *base.others), masks, batch_size,
+                        keep_scores=True, chunks=self._pipeline(n, m, batch_size))
+        self.calls = -(-n * m // chunk_size(n * m, batch_size))
+        return result.scores
+
     def rank_scores(self, kind: Any, base, fill: np.ndarray, ranks: np.ndarray,
                     counts: np.ndarray, batch_size: int) -> np.ndarray:
         """``(N, M)`` scores of each image with the pixels of rank below ``counts[j]``
         replaced by ``fill`` (a scorer built with ``render=ranked_masks(deletion=True)``) or
-        with only those pixels shown over ``fill`` (``deletion=False``), streamed through the
-        perturbation engine in chunks of at most ``batch_size`` perturbed images.
+        with only those pixels shown over ``fill`` (``deletion=False``).
 
         The masks are one count per step, shared by the images, and one int rank map per
-        image (`MaskSet.by_image`), so memory does not grow with the steps. Sets ``calls``
-        to the number of compiled model calls.
+        image (`MaskSet.by_image`), so memory does not grow with the steps.
         """
-        n, m = len(ranks), len(counts)
         masks = MaskSet((counts.astype(np.int32), ranks.astype(np.int32)), by_image=1)
-        result = stream(self._pair_step(kind, False, 1), base.x, fill, (base.used, *base.params, *base.others), masks,
-                        batch_size, keep_scores=True, chunks=self._pipeline(n, m, batch_size))
-        size = chunk_size(n * m, batch_size)
-        self.calls = -(-n * m // size)
-        return result.scores
+        return self.pair_scores(kind, base, fill, masks, batch_size)

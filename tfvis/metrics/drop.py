@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from tfvis.engine.imageops import normalize
-from tfvis.engine.perturbation import MaskSet, stream
+from tfvis.engine.perturbation import MaskSet
 from tfvis.metrics._scoring import Scorer, as_maps
 from tfvis.metrics.result import MetricResult
 
@@ -45,13 +45,10 @@ class _MaskedConfidence:
         scorer = self.scorer
         base, resolved, size = scorer.unperturbed(images, targets, self.batch_size)
         x = base.x
-        n = len(x)
         maps = normalize(as_maps(maps, x.shape[:3]))
         masks = MaskSet((maps[:, None],), per_image=True)
-        result = stream(scorer._pair_step(resolved.kind, True), x, np.zeros_like(x),
-                        (base.used, *base.params, *base.others), masks, size,
-                        keep_scores=True, chunks=scorer._pipeline(n, 1, size))
-        return np.asarray(base.scores, np.float64), result.scores[:, 0].astype(np.float64)
+        masked = scorer.pair_scores(resolved.kind, base, np.zeros_like(x), masks, size)
+        return np.asarray(base.scores, np.float64), masked[:, 0].astype(np.float64)
 
     def values(self, full: np.ndarray, masked: np.ndarray) -> np.ndarray:
         raise NotImplementedError

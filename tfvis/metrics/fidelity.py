@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from tfvis.engine.perturbation import MaskSet, stream
+from tfvis.engine.perturbation import MaskSet
 from tfvis.metrics._scoring import Scorer, as_maps, substrate_values
 from tfvis.metrics.result import MetricResult
 
@@ -134,10 +134,8 @@ class MuFidelity:
         removed = _removed(cells, height, width).numpy().reshape(len(cells), -1)
         sums = maps.reshape(n, -1).astype(np.float64) @ removed.T.astype(np.float64)
         fill = substrate_values(self.substrate, x, self.sigma)
-        result = stream(scorer._pair_step(resolved.kind, False), x, fill,
-                        (base.used, *base.params, *base.others), MaskSet((cells,)), size,
-                        keep_scores=True, chunks=scorer._pipeline(n, len(cells), size))
-        drops = np.asarray(base.scores, np.float64)[:, None] - result.scores
+        drops = np.asarray(base.scores, np.float64)[:, None] - scorer.pair_scores(
+            resolved.kind, base, fill, MaskSet((cells,)), size)
         return MetricResult(self.name, pearson(sums, drops), None, MappingProxyType({
             "attributions": sums, "drops": drops}))
 
