@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the libraries the benchmark compares tfvis against (xplique, tf-keras-vis,
-# tf-explain) into a virtual environment WITHOUT letting them change its TensorFlow.
+# tf-explain; the Adversarial Robustness Toolbox for scripts/benchmark_adversarial.py) into a
+# virtual environment WITHOUT letting them change its TensorFlow.
 #
 # Usage: bash scripts/setup_bench.sh [VENV]        (default: .venv)
 # Then:  VENV/bin/python scripts/benchmark.py --others
@@ -25,12 +26,13 @@ echo "TensorFlow $BEFORE in $VENV"
 
 "$PY" -m pip install --no-deps \
     "xplique==2.0.2" "tf-keras-vis==0.8.7" "tf-explain==0.3.1" \
-    "tensorflow-probability==0.25.0" "tf-keras==${FAMILY}.*"
+    "tensorflow-probability==0.25.0" "tf-keras==${FAMILY}.*" \
+    "adversarial-robustness-toolbox==1.20.1"
 # What those imports need (none of these depend on TensorFlow).
 "$PY" -m pip install \
     "psutil>=5.9" "deprecated>=1.1" "einops>=0.1" "scikit-image>=0.19,<=0.25.2" \
     "scikit-learn>=1.0,<=1.7.2" "scipy>=1.9,<=1.15.3" decorator cloudpickle dm-tree pillow \
-    imageio packaging
+    imageio packaging six setuptools tqdm
 
 AFTER=$(tf_version)
 if [ "$AFTER" != "$BEFORE" ]; then
@@ -39,7 +41,7 @@ if [ "$AFTER" != "$BEFORE" ]; then
 fi
 "$PY" - <<'EOF'
 import importlib
-for name in ("xplique", "tf_keras_vis", "tf_explain"):
+for name in ("xplique", "tf_keras_vis", "tf_explain", "art"):
     try:
         importlib.import_module(name)
         print(f"{name}: imports")

@@ -97,7 +97,7 @@ def test_inside_the_network_section(demo):
     out, result = demo
     page = result.index.read_text()
     assert "<h2>Inside the network</h2>" in page
-    inside = sorted(p.name for p in (out / "inside").iterdir())
+    inside = sorted(n.split("/")[1] for n in result.inside["files"])
     assert inside == ["cam_boxes.png", "kernels.png", "maps_conv2b.png", "top_conv3b.png"]
     for name in inside:
         assert f'src="inside/{name}"' in page
@@ -120,6 +120,43 @@ def test_inside_the_network_section(demo):
     assert all(a >= b for a, b in zip(areas, areas[1:])) and areas[0] > areas[-1]
     assert f"{numbers['localization_error']:.3f}" in page
     assert result.seconds["inside"] < 15  # the section keeps the demo's extra time small
+
+
+def test_what_a_unit_wants_to_see_section(demo):
+    out, result = demo
+    page = result.index.read_text()
+    assert "<h2>What a unit wants to see</h2>" in page
+    numbers = result.featurevis
+    assert json.loads((out / "summary.json").read_text())["featurevis"] == numbers
+    for name in numbers["files"]:
+        assert f'src="{name}"' in page and (out / name).read_bytes()[:4] == b"\x89PNG"
+    names = list(numbers["class_model_probability"])
+    assert numbers["class_model_predicted"] == names  # each class model is its class
+    assert min(numbers["class_model_probability"].values()) > 0.5
+    reached = numbers["filter_activation"]
+    best = numbers["best_held_out_activation"]
+    assert sum(r > b for r, b in zip(reached, best)) >= len(reached) - 1  # past the ceiling
+    for before, after in numbers["deepdream_octave_values"]:
+        assert after > before  # every octave raises the layer objective
+    assert result.seconds["featurevis"] < 30
+
+
+def test_what_a_representation_keeps_and_how_it_breaks_section(demo):
+    out, result = demo
+    page = result.index.read_text()
+    assert "<h2>What a representation keeps and how it breaks</h2>" in page
+    numbers = result.representation
+    assert json.loads((out / "summary.json").read_text())["representation"] == numbers
+    for name in numbers["files"]:
+        assert f'src="{name}"' in page and (out / name).read_bytes()[:4] == b"\x89PNG"
+    psnr = numbers["inversion_psnr_db"]
+    assert numbers["inversion_layers"] == ["conv1b", "conv2b", "conv3b"]
+    assert psnr[0] > psnr[-1]  # the first block keeps more of the image than the last
+    assert max(numbers["inversion_feature_error"]) < 0.2
+    assert numbers["network_psnr_db"] > psnr[-1]
+    assert numbers["attack"]["success_rate"] >= 0.5
+    assert all(-1 <= r <= 1 for r in numbers["gradcam_rank_correlation"])
+    assert result.seconds["representation"] < 60
 
 
 def test_options_override_quick_options_and_folder_rules(tmp_path):

@@ -37,6 +37,9 @@ EXAMPLES = """examples:
   tfvis evaluate model.keras photos/ --methods gradcam saliency random --metrics deletion insertion --out eval/
   tfvis inspect model.keras --data photos/ --out inspect/
   tfvis visualize model.keras --layer conv3b --channels 0-15 --out filters/
+  tfvis invert model.keras cat.png --layer conv1a --layer conv3b --out inv/
+  tfvis style vgg16.keras content.jpg style.jpg --preprocess vgg16 --out styled/
+  tfvis attack model.keras photos/ --eps 8/255 --explain gradcam --out attack/
   tfvis explain-dataset model.keras photos/ --methods gradcam,rise --out run/   (--resume after a kill)
   tfvis neighbours model.keras --layer gap --data photos/ --query cat.png --k 5 --out nn/
 
@@ -339,7 +342,9 @@ def build_parser(debug: bool = False) -> argparse.ArgumentParser:
     vis.add_argument("--trust-model", action="store_true",
                      help="allow .h5, SavedModel folders, remote paths (for this load only)")
     from tfvis.distributed.command import add_parser as add_explain_dataset
+    from tfvis.featurevis.command import add_parsers as add_representation_commands
 
+    add_representation_commands(sub)
     add_explain_dataset(sub)
     insp = sub.add_parser("inspect", help="kernels, feature maps, layer statistics and top "
                           "dataset patches of a model, as a gallery page", epilog=EXAMPLES,
@@ -1050,10 +1055,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     from tfvis.io import UnsafeModelError
 
+    from tfvis.featurevis.command import COMMANDS
+
     run = {"demo": _demo, "layers": _layers, "explain": _explain,
            "evaluate": _evaluate, "inspect": _inspect,
            "neighbours": _neighbours, "explain-dataset": _explain_dataset,
-           "visualize": _visualize}[args.command]
+           "visualize": _visualize, **COMMANDS}[args.command]
     codes = ((UnsafeModelError, 3), (UnsupportedMethod, 4), (UsageError, 2),
              (FileNotFoundError, 2), (FileExistsError, 2), (ValueError, 2), (TypeError, 2),
              (Exception, 1))

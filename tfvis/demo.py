@@ -20,6 +20,9 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
+from tfvis.demo_sections import (  # noqa: F401 (public here too)
+    SECTION, how_it_breaks, inside_the_network, what_units_want)
+
 if TYPE_CHECKING:  # pragma: no cover
     import keras
 
@@ -27,7 +30,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 #: Gallery images written by `tfvis.gallery.Gallery` (row_column_name.png): the only files an
 #: overwriting run removes, so that images of an earlier run never mix into the new gallery.
-_SECTION = "inside"  # Gallery.SECTION_FOLDER: the "Inside the network" figures
 _GALLERY_IMAGE = re.compile(r"^\d{3}_\d{2}_[A-Za-z0-9_.-]*\.png$")
 
 
@@ -103,6 +105,8 @@ class DemoResult:
     insertion: dict[str, float] = field(default_factory=dict)
     baselines: dict[str, dict[str, float]] = field(default_factory=dict)
     inside: dict[str, Any] = field(default_factory=dict)
+    featurevis: dict[str, Any] = field(default_factory=dict)
+    representation: dict[str, Any] = field(default_factory=dict)
 
 
 def check_out_folder(out: str | Path, overwrite: bool = False) -> Path:
@@ -131,7 +135,7 @@ def _remove_old_gallery_images(out: Path) -> None:
         for f in images.iterdir():
             if f.is_file() and not f.is_symlink() and _GALLERY_IMAGE.match(f.name):
                 f.unlink()
-    inside = out / _SECTION
+    inside = out / SECTION
     if inside.is_symlink():
         raise FileExistsError(f"{inside} is a symbolic link; refusing to write through it")
     if inside.is_dir():
@@ -149,106 +153,6 @@ def _with_box(image: np.ndarray, box) -> np.ndarray:
     y0, x0, y1, x1 = (int(v) for v in box)
     cv2.rectangle(rgb, (x0, y0), (x1 - 1, y1 - 1), (0, 255, 0), 1)
     return rgb
-
-
-def _png(fig: Any) -> bytes:
-    import io
-
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=80, bbox_inches="tight")
-    return buffer.getvalue()
-
-
-def inside_the_network(model: Any, test: Any, n_show: int = 4, channels: int = 6,
-                       feature_layer: str = "conv2b", top_layer: str = "conv3b"
-                       ) -> tuple[dict[str, Any], list[tuple[str, bytes, str]], list[str]]:
-    """The demo's "Inside the network" section on the held-out images ``test``.
-
-    First-layer kernels, the feature maps of ``feature_layer`` for held-out image 0, the top
-    patches of the first ``channels`` channels of ``top_layer`` over the held-out images (with
-    deconvnet projections), and CAM boxes (``relu=True``: CAM is signed by default; 20% of the
-    max, largest component) of the predicted class with their ILSVRC localisation error.
-
-    Returns:
-      ``(numbers, figures, notes)``: the numbers for ``summary.json``, ``(file name, PNG,
-      caption)`` figures and the section's notes.
-    """
-    import cv2
-    from matplotlib.figure import Figure
-
-    from tfvis import inspect
-    from tfvis.explainers import CAM
-    from tfvis.metrics.localization import iou
-    from tfvis.plotting import inspect as figs
-    from tfvis.plotting.images import to_uint8_rgb
-
-    figures = []
-    tiles = inspect.kernels(model)
-    figures.append(("kernels.png", _png(figs.kernel_figure(tiles)),
-                    f"First-layer kernels ({len(tiles)} filters of conv1a, normalised jointly: "
-                    "a dominating filter would stand out)"))
-    acts = inspect.activations(model, test.images[:1], feature_layer)[feature_layer]
-    figures.append((f"maps_{feature_layer}.png",
-                    _png(figs.feature_maps(acts, 0, max_channels=16)),
-                    f"Feature maps of {feature_layer} for held-out image #0 (channels by mean "
-                    "activation)"))
-    top = inspect.top_activations(model, test.images, top_layer, channels=range(channels),
-                                  k=min(6, len(test.images)), project="deconvnet")
-    figures.append((f"top_{top_layer}.png", _png(figs.top_patches(top, test.images)),
-                    f"Strongest units of {top_layer} channels 0-{channels - 1} over the "
-                    f"{len(test.images)} held-out images: deconvnet projections (left) and "
-                    f"image patches (right), each cropped to the unit's exact receptive field "
-                    f"{top.field.size[0]}x{top.field.size[1]}"))
-    cam = CAM(model, relu=True, verbose=0)(test.images)  # the predicted class
-    predicted = np.asarray(cam.targets)
-    found = inspect.boxes(cam.maps, threshold=0.2)
-    truth = test.boxes[:, [1, 0, 3, 2]]  # the shapes' (y0, x0, y1, x1) -> (x0, y0, x1, y1)
-    correct = predicted == test.labels
-    error = inspect.localization_error(found, truth, iou=0.5, top_k_correct=correct)
-    box_error = inspect.localization_error(found, truth, iou=0.5)
-    overlaps = iou(found, truth)  # (N,)
-    sweep = {}  # the paper's 20% and stricter thresholds, for context
-    for threshold in (0.2, 0.4, 0.6, 0.8):
-        b = inspect.boxes(cam.maps, threshold=threshold)
-        sweep[f"{threshold:.1f}"] = {
-            "localization_error": inspect.localization_error(b, truth, iou=0.5,
-                                                             top_k_correct=correct),
-            "mean_box_area": float(np.mean((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])))}
-    shown = min(n_show, len(test.images))
-    fig = Figure(figsize=(2.0 * shown, 2.3))
-    axes = fig.subplots(1, shown, squeeze=False)[0]
-    for i, ax in enumerate(axes):
-        rgb = to_uint8_rgb(test.images[i])
-        x0, y0, x1, y1 = (int(v) for v in truth[i])
-        cv2.rectangle(rgb, (x0, y0), (x1 - 1, y1 - 1), (0, 255, 0), 1)
-        x0, y0, x1, y1 = (int(v) for v in found[i])
-        cv2.rectangle(rgb, (x0, y0), (x1 - 1, y1 - 1), (255, 0, 0), 1)
-        ax.imshow(rgb)
-        ax.set_axis_off()
-        ax.set_title(f"IoU {overlaps[i]:.2f}", fontsize=8)
-    figures.append(("cam_boxes.png", _png(fig),
-                    "CAM boxes (red: largest component >= 20% of the max of CAM with "
-                    "relu=True, predicted class) and the objects' boxes (green)"))
-    numbers = {
-        "localization_error": error,
-        "box_error": box_error,
-        "mean_iou": float(overlaps.mean()),
-        "by_threshold": sweep,
-        "images": int(len(test.images)),
-        "settings": {"map": "CAM relu=True, predicted class", "threshold": 0.2, "iou": 0.5,
-                     "class_must_be_right": True},
-        "top_layer": top_layer, "top_channels": int(channels), "projection": "deconvnet",
-        "receptive_field": list(top.field.size),
-        "feature_layer": feature_layer,
-        "files": [f"{_SECTION}/{name}" for name, _, _ in figures],
-    }
-    notes = [f"CAM localisation error (ILSVRC: top-1 class right and IoU >= 0.5 between the "
-             f"box of the largest component >= 20% of the max of CAM with relu=True and the "
-             f"object's box) over {len(test.images)} held-out images: {error:.3f} (boxes "
-             f"alone: {box_error:.3f}; mean IoU {overlaps.mean():.2f}). Stricter thresholds: "
-             + ", ".join(f"{k}: {v['localization_error']:.3f}" for k, v in sweep.items())
-             + "."]
-    return numbers, figures, notes
 
 
 def _settings(options: Mapping[str, Any]) -> str:
@@ -447,6 +351,18 @@ def run_demo(
     seconds["inside"] = time.perf_counter() - t
     say(f"  inside the network: CAM localisation error {inside['localization_error']:.3f} "
         f"({seconds['inside']:.1f}s)")
+    t = time.perf_counter()
+    wants, figures, wants_notes = what_units_want(model, test)
+    gallery.add_section("What a unit wants to see", figures, wants_notes)
+    seconds["featurevis"] = time.perf_counter() - t
+    say(f"  what a unit wants to see: class models, {wants['filter_layer']} filters, DeepDream "
+        f"({seconds['featurevis']:.1f}s)")
+    t = time.perf_counter()
+    breaks, figures, breaks_notes = how_it_breaks(model, train_data, test, n_show=2, seed=seed)
+    gallery.add_section("What a representation keeps and how it breaks", figures, breaks_notes)
+    seconds["representation"] = time.perf_counter() - t
+    say(f"  inversion and PGD: attack success {breaks['attack']['success_rate']:.2f} "
+        f"({seconds['representation']:.1f}s)")
     if overwrite:
         _remove_old_gallery_images(out)
     index = gallery.write(out)
@@ -463,10 +379,12 @@ def run_demo(
         "blank_image_prediction": {"class": test.names[blank_class],
                                    "probability": float(blank_probs[blank_class])},
         "inside": inside,
+        "featurevis": wants,
+        "representation": breaks,
         "seconds": seconds,
         "skipped": skipped,
     }
     write_atomic(out / "summary.json", json.dumps(summary, indent=2, default=repr).encode())
     say(f"gallery written to {index} ({seconds['total']:.0f}s)")
     return DemoResult(index, accuracy, pointing, seconds, skipped, used, by_class,
-                      deletion_auc, insertion_auc, baselines, inside)
+                      deletion_auc, insertion_auc, baselines, inside, wants, breaks)

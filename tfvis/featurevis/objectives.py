@@ -240,6 +240,82 @@ def diversity(layer: Any) -> Objective:
     return _term("diversity", layer, {}, f"diversity({_layer_text(layer)})")
 
 
+def _per_image(values: Any, what: str, rank: int | None = None) -> np.ndarray:
+    arr = np.asarray(values, np.float32)
+    if rank is not None and arr.ndim == rank - 1:
+        arr = arr[None]
+    if arr.ndim < 2 or arr.shape[0] == 0 or (rank is not None and arr.ndim != rank):
+        want = "one row per image" if rank is None else f"rank {rank - 1} or {rank}"
+        raise ValueError(f"{what} must be per-image arrays ({want}), got shape {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{what} contain NaN or infinite values")
+    return arr
+
+
+def feature_match(layer: Any, targets: Any, normalize: bool = True) -> Objective:
+    """Minus the squared distance of ``layer``'s activations to ``targets`` (feature
+    inversion, Mahendran & Vedaldi 2015; the content loss of style transfer).
+
+    Image ``i`` scores ``-s_i * ||Phi(x_i) - Phi0_i||^2`` with ``s_i = 1 / ||Phi0_i||^2``
+    (``normalize=True``: a relative error, the same for every layer's scale) or ``1 / 2``
+    (Gatys et al.'s content loss). The targets are step inputs: matching other images'
+    features of the same shape reuses the compiled step.
+
+    Args:
+      layer: the layer (see `channel`).
+      targets: ``Phi0``, the layer's activations to match with their batch axis:
+        ``(N, ...)`` one per image, or ``(1, ...)`` for every image.
+      normalize: divide by ``||Phi0||^2`` (an all-zero target is divided by 1 instead).
+    """
+    arr = _per_image(targets, "feature_match targets")
+    if normalize:
+        norm = np.square(arr.astype(np.float64)).reshape(len(arr), -1).sum(1)
+        scale = (1.0 / np.where(norm > 0, norm, 1.0)).astype(np.float32)
+    else:
+        scale = np.full(len(arr), 0.5, np.float32)
+    batch = f"{len(arr)} targets" if len(arr) > 1 else "1 target"
+    return _term("feature_match", layer, {"target": arr, "scale": scale},
+                 f"feature_match({_layer_text(layer)}, {batch})", "target")
+
+
+def gram_match(layer: Any, grams: Any) -> Objective:
+    """Minus Gatys et al.'s style loss of one layer: ``-E = -sum (G / M - A)^2 / (4 C^2)``.
+
+    ``G`` is the Gram matrix of ``layer``'s activations (C channels, M positions) and ``A``
+    the target's Gram matrix divided by its own number of positions
+    (`tfvis.featurevis.style.gram_matrix` with ``normalize=True``), so for images of one size
+    this is exactly ``E_l = sum (G - A)^2 / (4 C^2 M^2)``, and a style image of another size
+    is matched by its per-position statistics.
+
+    Args:
+      layer: the layer.
+      grams: ``(N, C, C)`` one per image, or ``(C, C)`` for every image.
+    """
+    arr = _per_image(grams, "gram_match grams", rank=3)
+    if arr.shape[1] != arr.shape[2]:
+        raise ValueError(f"gram_match grams must be square (C, C) matrices, got {arr.shape}")
+    return _term("gram_match", layer, {"gram": arr}, f"gram_match({_layer_text(layer)})", "gram")
+
+
+def gram_sums(act):
+    """``(N, C, C)``: ``sum_positions act_c * act_d`` of activations ``(N, ..., C)``.
+
+    Its gradient is one matmul, ``F (dG + dG^T)`` (G is symmetric), where TensorFlow's
+    matmul gradient takes two (~25% less time for a Gram matrix and its gradient on a CPU).
+    """
+    import tensorflow as tf
+
+    @tf.custom_gradient
+    def gram(flat):
+        def grad(dg):
+            return tf.matmul(flat, dg + tf.transpose(dg, [0, 2, 1]))
+
+        return tf.matmul(flat, flat, transpose_a=True), grad
+
+    act = tf.cast(act, tf.float32)
+    return gram(tf.reshape(act, [tf.shape(act)[0], -1, tf.shape(act)[-1]]))
+
+
 # -- evaluation (inside the compiled step) -----------------------------------------------------
 
 
@@ -283,4 +359,12 @@ def evaluate(kind: str, act, arrays: Sequence[Any]):
         sim = tf.matmul(gram, gram, transpose_b=True)
         others = tf.reduce_sum(sim, -1) - tf.linalg.diag_part(sim)
         return -others / tf.maximum(tf.cast(n - 1, tf.float32), 1.0)
+    if kind == "feature_match":
+        diff = act - tf.cast(arrays[0], tf.float32)
+        return -arrays[1] * tf.reduce_sum(tf.square(diff), list(range(1, rank)))
+    if kind == "gram_match":
+        positions = tf.cast(tf.reduce_prod(tf.shape(act)[1:-1]), tf.float32)
+        channels = tf.cast(tf.shape(act)[-1], tf.float32)
+        diff = gram_sums(act) / positions - tf.cast(arrays[0], tf.float32)
+        return -tf.reduce_sum(tf.square(diff), [1, 2]) / (4.0 * channels * channels)
     raise ValueError(f"unknown objective term {kind!r}")

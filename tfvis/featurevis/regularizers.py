@@ -60,7 +60,20 @@ class AlphaNorm:
     def penalty(self, img):
         import tensorflow as tf
 
-        return self.weight * _sum(tf.pow(tf.abs(img - self.center) + 0.0, self.alpha))
+        d = tf.abs(img - self.center)
+        a = float(self.alpha)
+        if not (a.is_integer() and 1 <= a <= 16):
+            return self.weight * _sum(tf.pow(d, a))
+        # an integer power as products (square and multiply): pow's exp/log is several
+        # times dearer, and its gradient at 0 needs no special case here
+        k, out, base = int(a), None, d
+        while k:
+            if k & 1:
+                out = base if out is None else out * base
+            k >>= 1
+            if k:
+                base = base * base
+        return self.weight * _sum(out)
 
 
 @dataclass(frozen=True)

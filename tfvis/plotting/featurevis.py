@@ -52,3 +52,40 @@ def convergence(values: np.ndarray, title: str = ""):
         ax.set_title(title, fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def reconstructions(originals: np.ndarray, images: np.ndarray, layers: Sequence[str], *,
+                    size: float = 1.6):
+    """Images x layers (Mahendran & Vedaldi's "reconstruction from different layers").
+
+    Row ``n`` shows original ``n`` and then its reconstruction from each layer, left to
+    right in the order given.
+
+    Args:
+      originals: ``(N, H, W, C)`` in [0, 1].
+      images: ``(L, N, H, W, C)`` reconstructions (`tfvis.featurevis.Inversion.images`).
+      layers: the column titles, one per layer.
+      size: inches per image.
+    """
+    from matplotlib.figure import Figure
+
+    originals = np.clip(np.asarray(originals, np.float32), 0, 1)
+    images = np.clip(np.asarray(images, np.float32), 0, 1)
+    if images.ndim != 5 or images.shape[1:] != originals.shape or len(layers) != len(images):
+        raise ValueError(f"need (L, N, H, W, C) reconstructions of the (N, H, W, C) originals "
+                         f"and L layer names, got {images.shape}, {originals.shape} and "
+                         f"{len(layers)} names")
+    n, cols = len(originals), len(layers) + 1
+    fig = Figure(figsize=(cols * size, n * size + 0.3))
+    axes = fig.subplots(n, cols, squeeze=False)
+    for row in range(n):
+        for col, ax in enumerate(axes[row]):
+            img = originals[row] if col == 0 else images[col - 1, row]
+            ax.imshow(img[..., 0] if img.shape[-1] == 1 else img[..., :3],
+                      cmap="gray" if img.shape[-1] == 1 else None, vmin=0, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if row == 0:
+                ax.set_title("original" if col == 0 else str(layers[col - 1]), fontsize=8)
+    fig.tight_layout()
+    return fig
