@@ -163,6 +163,51 @@ def test_top_activations_equal_brute_force_for_any_chunk_size(batch_size, finger
     assert fingerprint(model) == before
 
 
+def test_exact_search_blocks_equal_brute_force(monkeypatch):
+    """Rows streamed in uneven chunks into storage blocks of 100 rows, searched in windows of
+    240 rows that straddle them: the same features and neighbours as one array."""
+    from tfvis.inspect import search as search_module
+
+    monkeypatch.setattr(search_module, "_STORE", 100 * 8 * 4)  # 100 rows of 8 float32
+    rng = np.random.default_rng(5)
+    parts = [rng.normal(size=(int(n), 8)).astype("float32") for n in rng.integers(1, 300, 9)]
+    search = search_module.ExactSearch("l2", block=240)
+    for part in parts:
+        search.add(part)
+    search.done()
+    data = np.concatenate(parts)
+    assert len(search._blocks) == -(-len(data) // 100) and len(search) == len(data)
+    np.testing.assert_array_equal(search.features, data)
+    query = rng.normal(size=(4, 8)).astype("float32")
+    want_i, want_d = brute_neighbours(data.astype(np.float64), query.astype(np.float64), "l2", 6)
+    got_i, got_d = search.search(query, 6)
+    np.testing.assert_array_equal(got_i, want_i)
+    np.testing.assert_allclose(got_d, want_d, rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="complete"):
+        search.add(parts[0])
+
+
+@pytest.mark.parametrize("h,w", [(4, 4), (5, 7), (16, 16), (1, 1)])
+def test_chunk_top_k_two_stages_equal_a_stable_sort(h, w):
+    """Heavy ties (values in {0, 1, 2}) across groups of consecutive units, two padded rows
+    (repeating the last sample index) that must take no part, k larger than a group."""
+    from tfvis.inspect.top import chunk_top_k
+
+    rng = np.random.default_rng(h * w)
+    acts = rng.integers(0, 3, (6, h, w, 5)).astype("float32")
+    acts[4:] = acts[3]  # the runner pads with copies of the last real row
+    sample = np.array([10, 11, 12, 13, 13, 13], np.int64)
+    for k in (1, 7, 70):
+        values, units = (t.numpy()[0] for t in chunk_top_k(tf.constant(acts),
+                                                           tf.constant(sample), k))
+        real = acts[:4].reshape(-1, 5)  # (image, y, x) order
+        order = np.argsort(-real, axis=0, kind="stable")[:k].T  # (C, kk)
+        kk = order.shape[1]
+        np.testing.assert_array_equal(values[:, :kk], np.take_along_axis(real.T, order, 1))
+        np.testing.assert_array_equal(units[:, :kk], order + 10 * h * w)
+        assert (units[:, kk:] == -1).all()  # places beyond the real units
+
+
 def brute_neighbours(data, query, metric, k):
     if metric == "cosine":
         d = 1 - (query / np.linalg.norm(query, axis=1, keepdims=True)) @ (
@@ -187,6 +232,9 @@ def test_feature_index_equals_brute_force_and_round_trips(metric, tmp_path, x):
         got_i, got_d = index.query(query, k=4, query_block=2)
         np.testing.assert_array_equal(got_i, want_i)
         np.testing.assert_allclose(got_d, want_d, rtol=1e-4, atol=1e-5)
+    traced = index.traces()  # one compiled feature step serves building and every query
+    index.query(query[::-1], k=2)
+    assert index.traces() == traced
     index.save(tmp_path / "index.npz")
     back = inspect.FeatureIndex.load(tmp_path / "index.npz", model)
     np.testing.assert_array_equal(back.features, index.features)

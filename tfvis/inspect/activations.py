@@ -48,11 +48,10 @@ def layer_source(model: keras.Model, data: Any, input: int | str | None = None) 
     return as_source(data, model_inputs(model), resolve_input(model, input))
 
 
-def activation_chunks(model: keras.Model, source: Source, paths: list[str], *,
-                      batch_size: int, reduce: Callable | None = None, verbose: int = 0
-                      ) -> Iterator[tuple[int, int, tuple]]:
-    """`runner.run` over ``source`` of a step returning the activations of ``paths`` (float32),
-    or ``reduce(*activations)`` of them (a tuple of ``(B, ...)`` tensors) when given."""
+def activation_step(model: keras.Model, paths: list[str], reduce: Callable | None = None):
+    """The compiled step ``(*model inputs) ->`` the activations of ``paths`` (float32), or
+    ``reduce(*activations)`` of them (a tuple of ``(B, ...)`` tensors) when given. Keep it to
+    run several sources through one trace."""
     count = max(len(model_inputs(model)), 1)
 
     def step(*args):
@@ -60,7 +59,15 @@ def activation_chunks(model: keras.Model, source: Source, paths: list[str], *,
         acts = [tf.cast(acts[p], tf.float32) for p in paths]
         return tuple(reduce(*acts)) if reduce is not None else tuple(acts)
 
-    return runner.run(compile_step(step), source, batch_size=batch_size, verbose=verbose)
+    return compile_step(step)
+
+
+def activation_chunks(model: keras.Model, source: Source, paths: list[str], *,
+                      batch_size: int, reduce: Callable | None = None, verbose: int = 0,
+                      step: Any = None) -> Iterator[tuple[int, int, tuple]]:
+    """`runner.run` over ``source`` of `activation_step` (or of ``step``, one made by it)."""
+    step = activation_step(model, paths, reduce) if step is None else step
+    return runner.run(step, source, batch_size=batch_size, verbose=verbose)
 
 
 def activations(

@@ -1,11 +1,13 @@
 """The strongest activations of feature maps over a dataset, with their image patches
 (Zeiler & Fergus fig. 2), streamed with a running top-k.
 
-Per chunk, the device takes each image's k strongest positions per channel (ties: the lower
-position first), and merges them with the running top-k (ties: the lower image first), so
-the result equals the top-k of the whole dataset flattened as ``(image, y, x)`` (a stable
-sort), for any chunk size, with memory independent of the dataset's size. Patches are cropped
-with the layer's exact receptive field (`tfvis.surgery.receptive`).
+Per chunk, the compiled step takes the chunk's k strongest units per channel (`chunk_top_k`:
+exact, in two stages so that the full pass is a cheap group maximum; ties: the lower
+``(image, y, x)`` first), and the host merges those k with the running top-k (one small sort
+per chunk), so the result equals the top-k of the whole dataset flattened as
+``(image, y, x)`` (a stable sort), for any chunk size, with memory independent of the
+dataset's size, at about the forward pass's speed (`benchmarks/inspect.md`). Patches are
+cropped with the layer's exact receptive field (`tfvis.surgery.receptive`).
 
 With ``project="deconvnet"`` or ``"guided"`` each top unit is also projected to pixel space
 (Zeiler & Fergus fig. 2): the gradient of that one unit (one-hot at ``(image, y, x, channel)``)
@@ -176,7 +178,7 @@ def top_activations(
     n_inputs = max(len(model_inputs(model)), 1)
     count = None
 
-    def reduce(acts):
+    def reduce(acts, sample):
         nonlocal count
         if acts.shape.rank != 4:
             raise ValueError(f"layer {path!r} has output shape {tuple(acts.shape)}; "
@@ -188,36 +190,27 @@ def top_activations(
                              f"{list(chosen)}")
         chosen = chosen % c
         count = (chosen, h, w)
-        a = tf.gather(acts, chosen, axis=3)  # (B, h, w, C')
-        a = tf.transpose(tf.reshape(a, (-1, h * w, len(chosen))), (0, 2, 1))  # (B, C', hw)
-        values, positions = tf.math.top_k(a, k=min(k, h * w))  # stable: lower position first
-        return values, positions
+        every = len(chosen) == c and (chosen == np.arange(c)).all()
+        a = acts if every else tf.gather(acts, chosen, axis=3)  # (B, h, w, C')
+        return chunk_top_k(a, sample, k)
 
     def step(*args):
-        xs = args[:n_inputs]
+        xs, sample = args[:n_inputs], args[n_inputs]
         acts = tf.cast(capture(model, model_call(model, xs), [path])[path], tf.float32)
-        values, positions = reduce(acts)
+        values, units = reduce(acts, sample)
         # with a projection, the chunk's inputs come back too (to keep the top units' images)
-        return (values, positions, *xs) if project is not None else (values, positions)
+        return (values, units, *xs) if project is not None else (values, units)
 
     kept: dict[int, list[np.ndarray]] = {}  # image index -> its model inputs (project only)
-    running_v = running_i = None
-    for start, n, (values, positions, *xs) in runner.run(
-            compile_step(step), source, batch_size=batch_size, verbose=verbose):
+    best_v = best_i = None  # the running top-k per channel: values and global unit indices
+    for start, n, (values, units, *xs) in runner.run(
+            compile_step(step), source, lambda a, b: [np.arange(a, b, dtype=np.int64)],
+            batch_size=batch_size, verbose=verbose):
         chosen, h, w = count
-        b, cs, kk = values.shape
-        # candidates per channel, image-major so that ties keep the lower (image, y, x)
-        image = tf.range(start, start + b, dtype=tf.int64)[:, None, None]
-        flat = image * (h * w) + tf.cast(positions, tf.int64)  # global (image, y, x) index
-        cand_v = tf.reshape(tf.transpose(values, (1, 0, 2)), (cs, b * kk))
-        cand_i = tf.reshape(tf.transpose(flat, (1, 0, 2)), (cs, b * kk))
-        if running_v is not None:
-            cand_v = tf.concat([running_v, cand_v], axis=1)
-            cand_i = tf.concat([running_i, cand_i], axis=1)
-        best_v, pick = tf.math.top_k(cand_v, k=min(k, cand_v.shape[1]))
-        running_v, running_i = best_v, tf.gather(cand_i, pick, batch_dims=1)
+        best_v, best_i = _merge(best_v, best_i, values[0].numpy(), units[0].numpy(),
+                                n * h * w, k)
         if project is not None:
-            needed = set(np.unique(running_i.numpy() // (h * w)).tolist())
+            needed = set(np.unique(best_i // (h * w)).tolist())
             kept = {i: v for i, v in kept.items() if i in needed}
             host = None
             for i in sorted(needed):
@@ -225,8 +218,7 @@ def top_activations(
                     host = host or [np.asarray(t) for t in xs]
                     kept[i] = [a[i - start].copy() for a in host]
     chosen, h, w = count
-    flat = running_i.numpy()
-    index, rest = np.divmod(flat, h * w)
+    index, rest = np.divmod(best_i, h * w)
     y, x = np.divmod(rest, w)
     try:
         field = receptive_field(model, path, input=input)
@@ -242,8 +234,77 @@ def top_activations(
         projection = _projections(model, path, kept, index, y, x, chosen, boxes, gates,
                                   source.index, n_inputs, batch_size)
     return TopActivations(path, chosen, index.astype(np.int64), y.astype(np.int64),
-                          x.astype(np.int64), running_v.numpy().astype(np.float32), field,
+                          x.astype(np.int64), best_v.astype(np.float32), field,
                           boxes, projection, project)
+
+
+def _group(units: int, most: int = 64) -> int:
+    """The largest divisor of ``units`` (an image's units) up to ``most``: groups of
+    consecutive units never straddle two images."""
+    return max(d for d in range(1, min(units, most) + 1) if units % d == 0)
+
+
+def chunk_top_k(acts: tf.Tensor, sample: tf.Tensor, k: int) -> tuple[tf.Tensor, tf.Tensor]:
+    """The ``k`` strongest units per channel of a chunk, in the compiled step.
+
+    Exact in two stages, so that the full sort-like pass runs on few units: the chunk's units
+    of each channel, in (image, y, x) order, are cut into groups of ``S`` consecutive units;
+    the top-k units lie in the k groups of largest maximum (ties: the lower group), since
+    each group ranked before a unit's own group holds a unit ranked before it. Those k groups,
+    back in index order, give ``k * S`` candidates, whose top-k is the chunk's.
+
+    Args:
+      acts: ``(B, h, w, C)`` activations of the chunk.
+      sample: int64 ``(B,)`` the dataset index of each row; the runner pads a short last
+        chunk by repeating its last row, so a row whose index repeats the previous one is
+        padding and takes no part.
+      k: units kept per channel (fewer when the chunk has fewer).
+
+    Returns:
+      ``(values (B, C, kk), units (B, C, kk))``: the chunk's top-k per channel, strongest
+      first, as values and global unit indices ``image * h * w + y * w + x`` (ties: the lower
+      index first), repeated on every row (the runner's outputs are per row; read row 0).
+      Places beyond the chunk's real units hold index -1.
+    """
+    hw, c = acts.shape[1] * acts.shape[2], acts.shape[3]
+    size = _group(hw)
+    per = hw // size  # groups per image
+    rows = tf.shape(acts)[0]
+    groups = tf.reshape(acts, (-1, size, c))  # (G, S, C): G = B * per
+    real = tf.concat([[True], sample[1:] != sample[:-1]], axis=0)  # (B,) not padding
+    real = tf.repeat(real, per)  # (G,)
+    top = tf.where(real[:, None], tf.reduce_max(groups, axis=1), float("-inf"))  # (G, C)
+    kg = tf.minimum(k, rows * per)
+    _, gid = tf.math.top_k(tf.transpose(top), k=kg)  # (C, kg), stable: lower group first
+    gid = tf.sort(gid, axis=1)  # back in index order, for the ties of the second stage
+    shape = tf.stack([c, kg, size])
+    at = tf.stack([tf.broadcast_to(gid[:, :, None], shape),
+                   tf.broadcast_to(tf.range(size)[None, None], shape),
+                   tf.broadcast_to(tf.range(c)[:, None, None], shape)], axis=-1)
+    values = tf.gather_nd(groups, at)  # (C, kg, S): values[c, j, t] = groups[gid[c, j], t, c]
+    g = tf.cast(gid, tf.int64)
+    unit = (tf.gather(sample, gid // per) * hw + (g % per) * size)[:, :, None] \
+        + tf.range(size, dtype=tf.int64)[None, None]  # (C, kg, S) global unit index
+    kept = tf.gather(real, gid)[:, :, None]
+    values = tf.reshape(tf.where(kept, values, float("-inf")), (c, -1))
+    unit = tf.reshape(tf.where(kept, unit, tf.constant(-1, tf.int64)), (c, -1))
+    values, pick = tf.math.top_k(values, k=tf.minimum(k, kg * size))  # stable: lower first
+    units = tf.gather(unit, pick, batch_dims=1)  # (C, kk)
+    return (tf.broadcast_to(values[None], (rows, c, tf.shape(values)[1])),
+            tf.broadcast_to(units[None], (rows, c, tf.shape(units)[1])))
+
+
+def _merge(best_v: np.ndarray | None, best_i: np.ndarray | None, values: np.ndarray,
+           units: np.ndarray, real: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The running top-k ``(C, k)`` merged with a chunk's top-k ``(C, kk)`` (of which the
+    first ``real`` places at most are units; the rest is padding): by value, then by the
+    global unit index (ties keep the lower image, then the lower position)."""
+    values, units = values[:, :real], units[:, :real]
+    if best_v is not None:
+        values = np.concatenate([best_v, values], axis=1)
+        units = np.concatenate([best_i, units], axis=1)
+    order = np.lexsort((units, -values), axis=-1)[:, :k]  # value down, then index up
+    return np.take_along_axis(values, order, axis=1), np.take_along_axis(units, order, axis=1)
 
 
 def unit_gradient_step(model: keras.Model, path: str, replace: dict, index: int = 0,
