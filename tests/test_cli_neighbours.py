@@ -79,6 +79,20 @@ def test_neighbours_csv_equals_brute_force_and_figure_is_written(files, tmp_path
     assert same["image"] == "d5.png" and abs(float(same["distance"])) < 1e-4
 
 
+def test_neighbours_faiss_backend_gives_the_exact_csv(files, tmp_path):
+    root, _ = files
+    base = ["neighbours", str(root / "model.keras"), "--layer", "conv3b", "--data",
+            str(root / "data"), "--query", str(root / "query"), "--k", "3", "--metric", "l2",
+            "--preprocess", "scale"]
+    assert main(base + ["--out", str(tmp_path / "exact")]) == 0
+    assert main(base + ["--backend", "faiss", "--out", str(tmp_path / "faiss")]) == 0
+    exact, approx = (read_csv(tmp_path / d / "neighbours.csv") for d in ("exact", "faiss"))
+    assert [(r["query"], r["index"]) for r in exact] == [(r["query"], r["index"])
+                                                         for r in approx]
+    np.testing.assert_allclose([float(r["distance"]) for r in approx],
+                               [float(r["distance"]) for r in exact], atol=1e-4)
+
+
 def test_neighbours_keeps_outputs_and_checks_arguments(files, tmp_path, capsys):
     root, _ = files
     out = tmp_path / "nn"

@@ -375,6 +375,11 @@ def build_parser(debug: bool = False) -> argparse.ArgumentParser:
     nbrs.add_argument("--k", type=int, default=5, help="neighbours per query (default: 5)")
     nbrs.add_argument("--metric", choices=("cosine", "l2"), default="cosine",
                       help="cosine (1 - cos) or l2 (Euclidean) distance (default: cosine)")
+    nbrs.add_argument("--backend", choices=("exact", "faiss"), default="exact",
+                      help="exact search (default) or faiss (pip install tfvis[faiss])")
+    nbrs.add_argument("--faiss-index", default=None,
+                      help="a faiss.index_factory string with --backend faiss, e.g. "
+                           "IVF1024,Flat (default Flat: exact)")
     nbrs.add_argument("--out", required=True,
                       help=f"output folder for {' and '.join(NEIGHBOURS_FILES)}")
     nbrs.add_argument("--preprocess", default="none", help="as for explain")
@@ -860,6 +865,8 @@ def _neighbours(args) -> int:
     out = _output_folder(args.out, NEIGHBOURS_FILES, args.overwrite)
     if args.k < 1:
         raise UsageError(f"--k must be a positive number of neighbours, not {args.k}")
+    if args.faiss_index is not None and args.backend != "faiss":
+        raise UsageError("--faiss-index needs --backend faiss")
     data_files = image_files(args.data)
     query_files = image_files(args.query)
     if args.k > len(data_files):
@@ -882,7 +889,8 @@ def _neighbours(args) -> int:
     q, q_display, _, q_notes = load_images(query_files, shape, args.preprocess)
     for note in notes + q_notes:
         print(note)
-    index = FeatureIndex(model, layer, x, metric=args.metric)
+    faiss = {"faiss_index": args.faiss_index or "Flat"} if args.backend == "faiss" else {}
+    index = FeatureIndex(model, layer, x, metric=args.metric, backend=args.backend, **faiss)
     idx, dist = index.query(q, k=args.k)
     out.mkdir(parents=True, exist_ok=True)
     text = io.StringIO()
