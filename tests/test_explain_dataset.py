@@ -116,6 +116,13 @@ def test_out_with_other_contents_is_refused(tmp_path):
     assert os.listdir(tmp_path) == ["notes.txt"]
 
 
+def test_an_explainer_object_is_refused_with_the_fix(tmp_path):
+    model = gap_dense_model()
+    with pytest.raises(TypeError, match=r"explainer object.*'gradcam'.*factory"):
+        explain_dataset(model, data(3), [tfvis.GradCAM(model)], tmp_path / "out", verbose=0)
+    assert not (tmp_path / "out").exists()
+
+
 def test_folder_with_an_unreadable_file(tmp_path):
     import cv2
 

@@ -6,7 +6,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 pytest.importorskip("zarr")
@@ -22,10 +21,16 @@ from conftest import gap_dense_model
 from tfvis.distributed import explain_dataset
 model = gap_dense_model()
 x = np.random.default_rng(1).random((13, 16, 20, 3)).astype("float32")
+import tfvis
 strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+gradcam = tfvis.GradCAM(model)
 # 13 images in shards of 8 (8 + 5), chunks of 3 padded to 4 for 2 replicas: uneven everywhere
-two = explain_dataset(model, x, ["gradcam", "saliency"], {out!r} + "/two", batch_size=3,
-                      shard_size=8, strategy=strategy, verbose=0)
+two = explain_dataset(model, x, [lambda m: gradcam, "saliency"], {out!r} + "/two",
+                      batch_size=3, shard_size=8, strategy=strategy, verbose=0)
+assert gradcam.traces() == 1, gradcam.traces()  # one compiled distributed step: 4 chunks
+explain_dataset(model, x[:12], [lambda m: gradcam, "saliency"], {out!r} + "/again",
+                batch_size=3, shard_size=4, strategy=strategy, verbose=0)
+assert gradcam.traces() == 1, gradcam.traces()  # reused over 3 more shards and runs
 one = explain_dataset(model, x, ["gradcam", "saliency"], {out!r} + "/one", batch_size=3,
                       shard_size=8, verbose=0)
 for name in ("gradcam", "saliency"):

@@ -8,7 +8,6 @@ import textwrap
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import gap_dense_model
 
 import tfvis
 from tfvis.engine import runner
@@ -86,23 +85,37 @@ def test_explainer_stream_equals_explain_for_a_dataset(model, images):
 
 
 def test_a_distribute_strategy_splits_chunks_over_replicas():
+    """Each chunk is split over 2 logical CPUs in one compiled call: the rows come back in
+    order, each replica computes its half, and one `Distributed` step
+    reused over calls and chunks traces once (padding keeps one shape)."""
     script = textwrap.dedent("""
         import os
         os.environ["TF_ENABLE_ONEDNN_OPTS"] = "0"
         import numpy as np, tensorflow as tf
         cpu = tf.config.list_physical_devices("CPU")[0]
-        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
         from tfvis.engine import runner
         from tfvis.inputs import InputSpec, as_source
         strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+        spec = [InputSpec("x", (None, 3, 3, 1))]
         x = np.random.default_rng(0).random((7, 3, 3, 1)).astype(np.float32)
-        devices = []
-        def step(t):
-            devices.append(t.device)
-            return (tf.reduce_sum(t, axis=(1, 2, 3)),)
-        out = runner.collect(runner.run(tf.function(step), as_source(x, [InputSpec("x", (None, 3, 3, 1))], 0),
-                                        batch_size=3, strategy=strategy))
-        np.testing.assert_allclose(out[0], x.sum((1, 2, 3)), rtol=1e-6)
+        w = np.arange(7, dtype=np.float32)
+        def step(t, w):
+            replica = tf.distribute.get_replica_context().replica_id_in_sync_group
+            where = tf.fill(tf.shape(t)[:1], tf.cast(replica, tf.int32))
+            return tf.reduce_sum(t, axis=(1, 2, 3)) * w, where
+        out = runner.collect(runner.run(tf.function(step), as_source(x, spec, 0),
+                                        lambda a, b: (w[a:b],), batch_size=3, strategy=strategy))
+        np.testing.assert_allclose(out[0], x.sum((1, 2, 3)) * w, rtol=1e-6)
+        # chunks of 4 (3 rounded up to the 2 replicas): rows 0-1 on cpu:0, 2-3 on cpu:1, ...
+        assert out[1].tolist() == [0, 0, 1, 1, 0, 0, 1], out[1]
+        shared = runner.distribute(tf.function(step), strategy)
+        for n in (7, 5, 4):  # 2, 2 and 1 chunks of 4 rows: one shape, one trace
+            got = runner.collect(runner.run(shared, as_source(x[:n], spec, 0),
+                                            lambda a, b: (w[a:b],), batch_size=4))
+            np.testing.assert_allclose(got[0], x[:n].sum((1, 2, 3)) * w[:n], rtol=1e-6)
+        assert shared.experimental_get_tracing_count() == 1
         print("OK", strategy.num_replicas_in_sync)
     """)
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,

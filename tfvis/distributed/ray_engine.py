@@ -2,10 +2,11 @@
 
 Each actor loads the model and builds the explainers once (its constructor), then takes
 shards: it reads the shard's rows itself (files or arrays; the reader travels with the job),
-explains them, writes the shard's own chunks of the store and marks the shard complete -- the
-same `Job.do` as the local engine. A worker that dies is restarted and its shard retried by Ray
-(Ray Data's actor pools restart actors and retry their tasks); a shard is only marked complete after its chunks are
-written, so a retried shard simply rewrites them.
+explains them, writes the shard's own chunks of the store and marks the shard complete
+(`Job.do`: the local engine's explain and write stages, one after the other). A worker that
+dies is restarted and its shard retried by Ray (Ray Data's actor pools restart actors and
+retry their tasks); a shard is only marked complete after its chunks are written, so a
+retried shard simply rewrites them.
 """
 
 from __future__ import annotations

@@ -9,19 +9,19 @@ once, writes the shard's own chunks, then marks the shard complete. The driver t
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
-import io
 import json
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
 from tfvis.distributed import store
+from tfvis.distributed.pipeline import WriteBehind, read_ahead
 from tfvis.distributed.shards import (MethodSpec, Shard, build_explainers, explain_shard,
                                       method_specs, plan, reader_for)
 
@@ -114,40 +114,39 @@ def _resolve_strategy(strategy: Any):
 
 def run_local(job: Job, explainers: dict, pending: list[Shard], strategy: Any,
               verbose: int) -> None:
-    """Explains the pending shards in this process with ``explainers`` (one writer thread
-    overlaps the store writes of one shard with the explanation of the next)."""
+    """Explains the pending shards in this process with ``explainers``, in three overlapped
+    stages (`tfvis.distributed.pipeline`): the next shard is read on one thread while this
+    one is explained, and the previous one written on another. At most a shard is read
+    ahead and a shard waits to be written, so memory is bounded by a few shards; an error in
+    either thread is raised here."""
     total = sum(s.stop - s.start for s in pending)
     bar, done, began = _progress(total, verbose), 0, time.perf_counter()
     wanted = {s.index for s in pending}
-    with ThreadPoolExecutor(max_workers=1) as writer:
-        writing = None
-        for shard, images, labels, skipped in job.reader.shards(job.shards, wanted):
+    shards = read_ahead(job.reader.shards(job.shards, wanted))
+    with WriteBehind(job.write) as writer, contextlib.closing(shards):
+        for shard, images, labels, skipped in shards:
             results = explain_shard(explainers, images, labels, job.targets, shard, skipped,
                                     job.reader.ids, job.batch_size, strategy)
-            if writing is not None:
-                writing.result()  # at most one shard waits to be written: memory bounded
-            writing = writer.submit(job.write, shard, results, skipped)
+            writer.submit(shard, results, skipped)
             done += shard.stop - shard.start
             if bar is not None:
                 bar.update(done, [("images/s", done / (time.perf_counter() - began))])
-        if writing is not None:
-            writing.result()
 
 
 def _write_index(out: Path, methods: list[str], n: int, size: int) -> None:
-    """index.csv: id, target, then the score of each method; streamed by shard."""
+    """index.csv: id, target, then the score of each method; streamed by shard into the
+    file (memory does not grow with the dataset)."""
     zarr = store.zarr_module()
     group = zarr.open_group(str(out / store.STORE), mode="r")
-    text = io.StringIO()
-    writer = csv.writer(text)
-    writer.writerow(["id", "target", *(f"score_{m}" for m in methods)])
-    for start in range(0, n, size):
-        ids = group["ids"][start:start + size]
-        targets = group["targets"][start:start + size]
-        scores = [group[f"scores/{m}"][start:start + size] for m in methods]
-        for i in range(len(ids)):
-            writer.writerow([ids[i], int(targets[i]), *(f"{float(s[i]):.6g}" for s in scores)])
-    store.atomic_write(out / store.INDEX, text.getvalue())
+    with store.atomic_open(out / store.INDEX) as f:
+        writer = csv.writer(f)
+        writer.writerow(["id", "target", *(f"score_{m}" for m in methods)])
+        for start in range(0, n, size):
+            ids = group["ids"][start:start + size]
+            targets = group["targets"][start:start + size]
+            scores = [group[f"scores/{m}"][start:start + size] for m in methods]
+            writer.writerows([ids[i], int(targets[i]), *(f"{float(s[i]):.6g}" for s in scores)]
+                             for i in range(len(ids)))
 
 
 def explain_dataset(
@@ -189,7 +188,8 @@ def explain_dataset(
         one class per image, or a callable ``outputs -> (N,)`` scores.
       labels: labels for array ``data`` (for ``targets="labels"``).
       batch_size: images per compiled chunk.
-      shard_size: images per shard (unit of resume; bounds memory: a shard's images and maps).
+      shard_size: images per shard (unit of resume; bounds memory: the local engine holds
+        about three shards' images and maps: one read ahead, one explained, one written).
       strategy: None, a `tf.distribute.Strategy` (each chunk split over its replicas), or
         ``"auto"`` (MirroredStrategy over all GPUs when there are several).
       engine: ``"local"`` (this process) or ``"ray"`` (`explain_dataset_ray`).

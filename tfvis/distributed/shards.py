@@ -9,6 +9,7 @@ itself.
 
 from __future__ import annotations
 
+import collections.abc
 import hashlib
 import inspect
 import os
@@ -69,7 +70,7 @@ class MethodSpec:
 
 def method_specs(methods: MethodsLike) -> list[MethodSpec]:
     """``methods`` as a list of `MethodSpec` (names checked against the registry)."""
-    from tfvis.explainers import explainer_class
+    from tfvis.explainers import Explainer, explainer_class
 
     if isinstance(methods, (str, dict)) or callable(methods):
         methods = [methods]
@@ -80,6 +81,11 @@ def method_specs(methods: MethodsLike) -> list[MethodSpec]:
         elif isinstance(item, str):
             for name in filter(None, (s.strip() for s in item.split(","))):
                 specs.append(MethodSpec(explainer_class(name).name))
+        elif isinstance(item, Explainer):
+            raise TypeError(f"methods holds an explainer object ({item!r}); give its registry "
+                            f"name with options ({{{type(item).name!r}: {{...}}}}, recorded in "
+                            "the manifest so a rerun can be checked) or a factory "
+                            "model -> Explainer (built once per worker)")
         elif callable(item):
             specs.append(MethodSpec(None, {}, item))
         else:
@@ -185,6 +191,22 @@ class FilesReader:
                 yield (shard, *self.read(shard))
 
 
+class RowIds(collections.abc.Sequence):
+    """The ids of rows ``0..n-1`` (``"0"``, ``"1"``, ...) as a sequence of str, made as they
+    are read (a slice costs its length, not ``n``)."""
+
+    def __init__(self, n: int) -> None:
+        self.n = int(n)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [str(j) for j in range(self.n)[i]]
+        return str(range(self.n)[i])
+
+
 @dataclass
 class ArrayReader:
     """In-memory images (N, H, W, C) and optional labels; ids are the row indices."""
@@ -202,8 +224,8 @@ class ArrayReader:
         return tuple(self.images.shape[1:3])
 
     @property
-    def ids(self) -> list[str]:
-        return [str(i) for i in range(self.n)]
+    def ids(self) -> RowIds:
+        return RowIds(self.n)
 
     def describe(self) -> dict:
         digest = hashlib.sha256(np.ascontiguousarray(self.images[:64]).tobytes()).hexdigest()
@@ -219,11 +241,16 @@ class ArrayReader:
                 yield (shard, *self.read(shard))
 
 
+#: Single images of a `tf.data.Dataset` are read in batches of this many rows.
+READ_ROWS = 256
+
+
 @dataclass
 class DatasetReader:
     """A `tf.data.Dataset` of images or (images, labels), single or batched, read once in
-    order (prefetched); ids are the row indices. Rows of complete shards are read and
-    dropped (a dataset has no random access)."""
+    order (single images are batched in the pipeline, `READ_ROWS` at a time, and prefetched);
+    ids are the row indices. Rows of complete shards are read and dropped (a dataset has no
+    random access)."""
 
     dataset: Any
     n: int
@@ -233,8 +260,8 @@ class DatasetReader:
     labels: None = None
 
     @property
-    def ids(self) -> list[str]:
-        return [str(i) for i in range(self.n)]
+    def ids(self) -> RowIds:
+        return RowIds(self.n)
 
     def describe(self) -> dict:
         return {"kind": "tf.data", "n": self.n}
@@ -242,12 +269,13 @@ class DatasetReader:
     def _rows(self) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
         import tensorflow as tf
 
-        for element in self.dataset.prefetch(tf.data.AUTOTUNE).as_numpy_iterator():
+        dataset = self.dataset
+        spec = tf.nest.flatten(dataset.element_spec)[0]
+        if len(spec.shape) == self.rank - 1:  # single images: one Python step per batch
+            dataset = dataset.batch(READ_ROWS)
+        for element in dataset.prefetch(tf.data.AUTOTUNE).as_numpy_iterator():
             x, y = (element[0], element[1]) if isinstance(element, tuple) else (element, None)
-            x = np.asarray(x)
-            if x.ndim == self.rank - 1:
-                x, y = x[None], None if y is None else np.asarray(y)[None]
-            yield x, y
+            yield np.asarray(x), None if y is None else np.asarray(y)
 
     def shards(self, shards: Sequence[Shard], wanted: set[int]) -> Iterator[tuple]:
         todo = [s for s in shards if s.index in wanted]
@@ -365,8 +393,12 @@ def _explain(explainer, x: np.ndarray, targets: Any, batch_size: int, strategy: 
         return explainer.explain(x, targets, batch_size)
     source = as_source(x, explainer.inputs, explainer.input_index)
     resolved = explainer.resolve(source, targets)
-    chunks = runner.run(explainer._step(resolved.kind), source, resolved.rows,
-                        batch_size=batch_size, strategy=strategy)
+    # One compiled distributed step per strategy and target kind, kept with the explainer's
+    # steps: every shard and chunk reuses it (no retrace; `explainer.traces()` counts it).
+    step = explainer._cached_step(("explain", strategy), resolved.kind,
+                                  lambda: runner.distribute(explainer._step(resolved.kind),
+                                                            strategy))
+    chunks = runner.run(step, source, resolved.rows, batch_size=batch_size)
     raw, scores, used, *extra = runner.collect(chunks)
     resolved.check_count(source.n)
     return explainer._assemble(raw, scores, used, resolved, *extra)
@@ -388,7 +420,7 @@ def shard_targets(targets: Any, shard: Shard, labels: np.ndarray | None) -> Any:
 
 
 def explain_shard(explainers: dict, images: np.ndarray, labels, targets: Any, shard: Shard,
-                  skipped: list[dict], ids: list[str], batch_size: int,
+                  skipped: list[dict], ids: Sequence[str], batch_size: int,
                   strategy: Any = None) -> dict[str, dict]:
     """Explains one shard with every method; rows of skipped files get zero maps, NaN scores
     and target -1. Returns method -> ``{"maps", "scores", "targets"}``."""

@@ -2,8 +2,11 @@
 
 A metric is built with its model (where it needs one) and options, and called on data; it
 returns a `MetricResult` (``values`` per image, ``mean``, ``curves`` where it has them).
+`evaluate` tabulates methods x metrics on a batch; `evaluate_store` scores a whole
+`tfvis.explain_dataset` run from its store, streamed, without recomputing maps.
 """
 
+from tfvis.metrics.dataset import evaluate_store
 from tfvis.metrics.deletion import Deletion, Insertion
 from tfvis.metrics.drop import AverageDrop, IncreaseInConfidence
 from tfvis.metrics.evaluate import Evaluation, evaluate
@@ -25,4 +28,5 @@ __all__ = [
     "PointingGame",
     "SanityCheck",
     "evaluate",
+    "evaluate_store",
 ]

@@ -69,6 +69,8 @@ def pixel_ranks(maps: np.ndarray) -> np.ndarray:
 class _PixelCurve:
     name = ""
     deletion = True
+    #: The ``extras`` with one row per image (concatenated when results are joined).
+    per_image_extras: tuple[str, ...] = ()
 
     def __init__(
         self,

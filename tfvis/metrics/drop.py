@@ -34,6 +34,8 @@ def _render(params, height, width):
 
 class _MaskedConfidence:
     name = ""
+    #: The ``extras`` with one row per image (concatenated when results are joined).
+    per_image_extras: tuple[str, ...] = ("full", "masked")
 
     def __init__(self, model, batch_size: int | None = None, *, score: str = "probability",
                  output: int | str | None = None, input: int | str | None = None) -> None:

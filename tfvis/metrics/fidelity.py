@@ -67,6 +67,8 @@ class MuFidelity:
     """
 
     name = "mu_fidelity"
+    #: The ``extras`` with one row per image (concatenated when results are joined).
+    per_image_extras: tuple[str, ...] = ("attributions", "drops")
 
     def __init__(self, model, subset_size: float | int = 0.2, num_subsets: int = 128,
                  substrate: Any = 0.0, seed: int | None = 0, *, grid_size: Any = 9,
