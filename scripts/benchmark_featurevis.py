@@ -7,15 +7,17 @@ Usage::
     python scripts/benchmark_featurevis.py --out benchmarks/featurevis.md
     /tmp/benchvenv/bin/python scripts/benchmark_featurevis.py --others   # + tf-keras-vis, xplique
     python scripts/benchmark_featurevis.py --breakdown  # + tfvis without transforms / Fourier
+    python scripts/benchmark_featurevis.py --pieces     # CPU time of the step's own pieces
 
 Workloads: a 64-channel filter grid (``objectives.channel(layer, range(64))``: 64 images,
 image i for channel i, one compiled step) of (i) ``keras.applications.VGG16(weights=None,
 include_top=False, input_shape=(128, 128, 3))`` at ``block3_conv1``, 128x128, and (ii) the demo
 CNN (``tfvis.demo.build_model((64, 64, 3))``, untrained: the cost does not depend on the
 weights) at ``conv3b``, 64x64. tfvis runs with its defaults: Fourier parameterisation (decay 1,
-decorrelated colour, sigmoid), the standard transforms (jitter +-side/32 px, scale 0.95-1.05,
-rotate +-5 degrees, one bilinear resampling), no regulariser, Adam(0.05), images in [0, 1] fed
-as they are (no preprocessing), through one `tfvis.featurevis.Visualizer`.
+decorrelated colour, sigmoid; on a CPU rendered by one XLA cluster from 64x64 up, see
+`tfvis.featurevis.params.renderer`), the standard transforms (jitter +-side/32 px, scale
+0.95-1.05, rotate +-5 degrees, one bilinear resampling per image), no regulariser, Adam(0.05),
+images in [0, 1] fed as they are (no preprocessing), through one `tfvis.featurevis.Visualizer`.
 
 **Floor**: the least work any implementation must do per step: the compiled forward of the
 model up to the visualised layer plus the backward to the input, for the same 64 images
@@ -33,9 +35,30 @@ Adam(0.05), input range (0, 1); it runs eagerly) and xplique 2.0.2
 ``fft_decay=1``, sigmoid, its ``random_jitter(2 * side/32)`` (a random crop) and
 ``random_scale((0.95, 1.05))`` composed (it has no rotation), no regulariser,
 ``custom_shape=(side, side)``, Adam(0.05)). xplique's ``optimize`` builds a new
-``tf.function`` per call, so the timed loop is ``optimize``'s own loop body (its compiled
-gradient step, then ``optimizer.apply_gradients``) on a step built once; its first call is a
-full ``optimize(nb_steps=1)``, tracing included.
+``tf.function`` per call, so the timed run is what ``optimize`` does on a step built once: its
+start (``fft_image``), its loop body (its compiled gradient step, then
+``optimizer.apply_gradients``) and its final images (``image_param``), like a timed tfvis
+``Visualizer.run`` (start spectrum, steps, final rendering); its first call is a full
+``optimize(nb_steps=1)``, tracing included. What xplique does per step (its source,
+``features_visualizations/optim.py``, ``transformations.py``, ``preconditioning.py``): the
+same spectrum shape and 1/f scale, TensorFlow's ``irfft2d``, a 3x3 colour matmul, a sigmoid
+and a per-image min-max rescaling; then one random crop of ``side - 2 * side/32`` and one
+random bilinear resize by 0.95-1.05, each drawn once for the whole batch (unseeded, global
+TensorFlow RNG), and a bilinear resize back to ``side``; no rotation; float32; Adam on the
+spectrum. So xplique does two bilinear resizes (and their gradients) where tfvis does one
+projective resampling per image (and its gradient), and no rotation: tfvis's resampling costs
+the same with or without rotation (``--breakdown`` has a row with jitter + scale only, xplique's
+set of transforms).
+
+``--pieces`` times, alone, what a tfvis step adds to the floor, forward + backward for 64 images
+at 64x64 and 128x128 (process CPU time in ms, the least over interleaved rounds): the Fourier
+rendering with TensorFlow's kernels op by op and as the step runs it on a CPU (one XLA
+cluster, `tfvis.featurevis.params.renderer`), the resampling (jitter + scale + rotate) and Adam
+on the spectrum; then whole runs of 1 and 11 steps on a model that costs next to nothing (a
+strided 1x1 convolution with 64 channels; medians over rounds): their difference / 10 is what
+a step adds beyond the model, the rest the set-up of a call. With ``--others`` xplique's run
+(as timed in the table) is measured the same way. This does not depend on the model, so it
+is far less noisy than the ratios on a shared machine.
 
 Timing on a shared machine swings within seconds, so each round runs the floor and every
 contender once (the order rotates every round), each for the same number of steps; ratios are
@@ -62,6 +85,7 @@ import tensorflow as tf  # noqa: E402
 
 from tfvis.demo import build_model  # noqa: E402
 from tfvis.featurevis import Visualizer, objectives  # noqa: E402
+from tfvis.featurevis import params as params_lib  # noqa: E402
 from tfvis.featurevis import transforms as tf_lib  # noqa: E402
 
 
@@ -106,7 +130,9 @@ def floor_step(model, layer, n, side, seed=0):
     return lambda: step(x)
 
 
-def full_floor(model, n, side):
+def full_floor(model, n, side, floor):
+    """The whole model's forward + backward once: seconds, and the ratio to the floor step
+    timed right before and after it."""
     @tf.function(autograph=False)
     def step(x):
         with tf.GradientTape() as tape:
@@ -116,7 +142,10 @@ def full_floor(model, n, side):
 
     x = tf.constant(np.random.default_rng(1).random((n, side, side, 3)).astype(np.float32))
     step(x).numpy()
-    return timed(lambda: step(x).numpy())[0]
+    before = timed(lambda: floor().numpy())[0]
+    full = timed(lambda: step(x).numpy())[0]
+    after = timed(lambda: floor().numpy())[0]
+    return full, 2 * full / (before + after)
 
 
 def tkv_contender(model, layer, n, side, channels):
@@ -169,13 +198,97 @@ def xplique_contender(model, layer, n, side, channels):
                                   input_shape, transformations, None)
     optimizer = keras.optimizers.Adam(0.05)
 
-    def run(steps):
-        for _ in range(steps):  # optimize's loop body
+    def run(steps):  # what optimize does, without building a new tf.function per call
+        inputs.assign(fft_image(shape, 0.01))  # its start
+        for _ in range(steps):  # its loop body
             grads = step(model_r, inputs)
             optimizer.apply_gradients([(-grads, inputs)])
-        inputs.numpy()
+        image_param(inputs).numpy()  # its final images
 
     return first, run
+
+
+def bare_steps(n: int, side: int, others: bool, rounds: int) -> dict:
+    """CPU ms per step and per call of whole runs on a model that costs next to nothing (a
+    strided 1x1 convolution): what each library adds to the floor, measured without it."""
+    inp = keras.Input((side, side, 3))
+    model = keras.Model(inp, keras.layers.Conv2D(n, 1, strides=16, name="c")(inp))
+    vis = Visualizer(model)
+    runs = {"tfvis": lambda k: vis.run(objectives.channel("c", range(n)), steps=k, verbose=0)}
+    if others:
+        runs["xplique 2.0.2"] = xplique_contender(model, "c", n, side, list(range(n)))[1]
+    times = {(name, k): [] for name in runs for k in (1, 11)}
+    for run in runs.values():
+        run(1)
+    for _ in range(rounds):
+        for name, run in runs.items():
+            for k in (1, 11):
+                times[(name, k)].append(timed(lambda: run(k))[1])
+    out = {}
+    for name in runs:
+        one, eleven = (statistics.median(times[(name, k)]) for k in (1, 11))
+        step = (eleven - one) / 10
+        out[f"{name}: a whole step beyond the model"] = 1000 * step
+        out[f"{name}: set-up per call (start, final images)"] = 1000 * (one - step)
+    return out
+
+
+def pieces(n: int, others: bool, sides=(64, 128), rounds: int = 9) -> str:
+    """A Markdown table: CPU ms of each piece a step adds to the floor (forward + backward)."""
+    cols = {}
+    for side in sides:
+        rng = np.random.default_rng(0)
+        param = params_lib.Fourier()
+        spectrum = tf.Variable(rng.normal(0.0, 0.3, param.variable_shape(n, side, side, 3))
+                               .astype(np.float32))
+        image = tf.Variable(rng.random((n, side, side, 3)).astype(np.float32))
+        draws = tf.constant(rng.random((n, tf_lib.NUM_DRAWS)).astype(np.float32))
+        transforms = tf_lib.standard(side)
+
+        def backward(fn, var):
+            @tf.function(autograph=False)
+            def run():
+                with tf.GradientTape() as tape:
+                    total = tf.reduce_sum(tf.square(fn(var)))  # the backward needs the forward
+                return tape.gradient(total, var)
+            return run
+
+        opt = keras.optimizers.Adam(0.05)
+        opt.build([spectrum])
+        grad = tf.constant(rng.normal(size=spectrum.shape).astype(np.float32))
+
+        @tf.function(autograph=False)
+        def adam():
+            opt.apply_gradients([(grad, spectrum)])
+            return tf.constant(0)
+
+        cases = {
+            "Fourier rendering, TensorFlow kernels op by op":
+                backward(lambda v: param.image(v, side, side, 3), spectrum),
+            "Fourier rendering, one XLA cluster (the step on a CPU)":
+                backward(params_lib.renderer(param, side, side, 3, device="/device:CPU:0"),
+                         spectrum),
+            "resampling, jitter + scale + rotate (ImageProjectiveTransformV3)":
+                backward(lambda x: tf_lib.apply(x, draws, transforms), image),
+            "Adam on the spectrum": adam,
+        }
+        best = {name: float("inf") for name in cases}
+        for fn in cases.values():
+            fn().numpy()
+        for _ in range(rounds):
+            for name, fn in cases.items():
+                cpu = time.process_time()
+                for _ in range(3):
+                    fn()
+                fn().numpy()
+                best[name] = min(best[name], (time.process_time() - cpu) / 4 * 1000)
+        cols[side] = {**best, **bare_steps(n, side, others, max(3, rounds // 2))}
+    names = list(cols[sides[0]])
+    head = "| piece (64 images, forward + backward) | " + " | ".join(
+        f"{s}x{s}: CPU ms" for s in sides) + " |"
+    return "\n".join([head, "|---|" + "---:|" * len(sides)] + [
+        f"| {name} | " + " | ".join(f"{cols[s][name]:.1f}" for s in sides) + " |"
+        for name in names])
 
 
 def main(argv=None) -> int:
@@ -193,8 +306,13 @@ def main(argv=None) -> int:
                         help="also tfvis without transforms, and with pixels, no transforms")
     parser.add_argument("--full-floor", action="store_true",
                         help="time the whole model's forward + backward once, for reference")
+    parser.add_argument("--pieces", action="store_true",
+                        help="only time the pieces a step adds to the floor (CPU ms)")
     parser.add_argument("--out", help="write the Markdown report here")
     args = parser.parse_args(argv)
+    if args.pieces:
+        print(pieces(args.images, args.others))
+        return 0
     if args.quick:
         args.images, args.demo_steps, args.rounds, args.workloads = 8, 2, 2, ["demo"]
     n = args.images
@@ -232,6 +350,8 @@ def main(argv=None) -> int:
             tfvis_variant("tfvis, no transforms", transforms=())
             tfvis_variant("tfvis, pixels, no transforms", transforms=(), param="pixel")
             tfvis_variant("tfvis, jitter only", transforms=(tf_lib.Jitter(max(1, side // 32)),))
+            tfvis_variant("tfvis, jitter + scale (xplique's transforms)",
+                          transforms=(tf_lib.Jitter(max(1, side // 32)), tf_lib.Scale(0.95, 1.05)))
         if args.others:
             for name, make in (("tf-keras-vis 0.8.7", tkv_contender),
                                ("xplique 2.0.2", xplique_contender)):
@@ -247,7 +367,7 @@ def main(argv=None) -> int:
                 except Exception as error:  # noqa: BLE001 - report and go on
                     notes.append(f"{title}: {name} skipped ({type(error).__name__}: {error})")
                     print(notes[-1], flush=True)
-        full = full_floor(model, n, side) if args.full_floor else None
+        full = full_floor(model, n, side, floor) if args.full_floor else None
 
         names = list(contenders)
         times = {k: [] for k in names}
@@ -273,8 +393,7 @@ def main(argv=None) -> int:
                 + f" | {first[name]:.2f} |")
         if full is not None:
             notes.append(f"{title}: the whole model's forward + backward of {n} images: "
-                         f"{full:.3f} s once ({full / (statistics.median(times['floor']) / steps):.2f}x "
-                         f"the floor)")
+                         f"{full[0]:.3f} s once ({full[1]:.2f}x the floor timed around it)")
 
     device = "GPU" if tf.config.list_physical_devices("GPU") else f"CPU ({os.cpu_count()} cores)"
     header = (f"{n} images (channels 0..{n - 1}), {args.vgg_steps} (VGG16) / {args.demo_steps} "
@@ -313,8 +432,10 @@ Command: `{command}` (`scripts/benchmark_featurevis.py`; its docstring states th
 call s" is one step including tracing (tf-keras-vis has none; xplique's is a full
 `optimize(nb_steps=1)`). The floor is the compiled forward up to the visualised layer plus the
 backward to the input of the same 64 images; a step also renders the images from the Fourier
-spectrum (inverse real FFT, colour mixing, sigmoid) and back-propagates through it, resamples
-them once (jitter + scale + rotate), evaluates the objective and runs Adam on the spectrum.
+spectrum (inverse real FFT, colour mixing, sigmoid: one XLA cluster on a CPU) and
+back-propagates through it, resamples them once (jitter + scale + rotate), evaluates the
+objective and runs Adam on the spectrum. tfvis and xplique rows time whole runs (start
+spectrum, steps, final images); the script's docstring lists what each library does per step.
 Target: at most 1.15x the floor with jitter and the Fourier parameterisation on, and faster per
 image-step than tf-keras-vis and xplique (rows with ``--others``, run with the venv made by
 `bash scripts/setup_bench.sh`).

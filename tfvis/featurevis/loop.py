@@ -8,6 +8,7 @@ from Python (progress bar, per-step values kept on the device until the end).
 One step, all inside one `tf.function`:
 
 1. image = param(variables)                            display space, [0, 1]
+   (`params.renderer`: one XLA cluster for Fourier images on a CPU)
 2. x = transforms(image, draws)                        jitter / scale / rotate / roll, seeded
 3. scores = objective(capture(model, preprocess(x)))   only the layers it needs run
    (tile by tile when ``tile_size`` is set: d scores / d x is assembled from tiles)
@@ -174,8 +175,12 @@ class Visualizer:
                                 f"{type(self.optimizer).__name__}")
             opt = type(self.optimizer).from_config(self.optimizer.get_config())
         opt.build([var])
-        state = {"var": var, "opt": opt, "shape": shape, "init": [v.numpy() for v in opt.variables],
-                 "steps": {}}
+        # the optimiser's initial state, kept on the variables' device: each run resets it
+        # without a copy from the host
+        with tf.device(var.device):
+            init = [tf.constant(v.numpy()) for v in opt.variables]
+        state = {"var": var, "opt": opt, "shape": shape, "init": init, "steps": {},
+                 "render": params_lib.renderer(self.param, *shape, device=var.device)}
         self._states[key] = state
         return state
 
@@ -231,7 +236,7 @@ class Visualizer:
 
         from tfvis.engine.compiled import compile_step
 
-        var, opt = state["var"], state["opt"]
+        var, opt, render = state["var"], state["opt"], state["render"]
         h, w, c = state["shape"]
         param, transforms = self.param, self.transforms
         needs_img_grad = any(getattr(e, "needs_grad", False) for e in self.edits)
@@ -239,7 +244,7 @@ class Visualizer:
 
         def step(t, draws, feeds):
             with tf.GradientTape(persistent=needs_img_grad) as outer:
-                img = param.image(var, h, w, c)
+                img = render(var)
                 x = tf_lib.apply(img, draws, transforms)
                 penalty = tf.zeros([tf.shape(img)[0]])
                 for p in self.penalties:
@@ -280,7 +285,7 @@ class Visualizer:
             var.assign(param.project(var))
             for edit in self.edits:
                 def do(edit=edit):
-                    new = edit.edit(param.image(var, h, w, c), img_grad)
+                    new = edit.edit(render(var), img_grad)
                     var.assign(param.project(param.to_variable(new)))
                     return tf.constant(True)
 
@@ -380,7 +385,7 @@ class Visualizer:
             totals.append(total)
             if bar is not None:
                 bar.update(t + 1)
-        images = self.param.image(state["var"], h, w, c)
+        images = state["render"](state["var"])
         images = np.clip(np.asarray(images, np.float32), 0.0, 1.0)
         vals = np.stack([np.asarray(v) for v in values]).astype(np.float32)
         losses = -np.stack([np.asarray(v) for v in totals]).astype(np.float32)
