@@ -31,20 +31,11 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from tfvis.checks import positive_int
-from tfvis.featurevis.loop import _convention, image_seeds
+from tfvis.featurevis.loop import _convention, image_seeds, to_model_input
 
 METHODS = ("pgd", "fgsm")
 NORMS = ("inf", "2")
 _TINY = 1e-12
-
-
-def to_model_input(x, input_range: tuple[float, float], preprocess: Callable | None):
-    """Display-space images in [0, 1] -> what the model takes: linear map to ``input_range``,
-    then ``preprocess`` (as `tfvis.featurevis.Visualizer` does inside its step)."""
-    lo, hi = input_range
-    if (lo, hi) != (0.0, 1.0):
-        x = lo + x * (hi - lo)
-    return preprocess(x) if preprocess is not None else x
 
 
 @dataclass(frozen=True)
@@ -582,4 +573,4 @@ def explain_adversarial(explainer, images: Any, result: AdversarialResult, *,
 
 
 __all__ = ["AdversarialExplanation", "AdversarialResult", "Attack", "adversarial",
-           "explain_adversarial", "to_model_input"]
+           "explain_adversarial"]

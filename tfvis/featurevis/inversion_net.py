@@ -226,10 +226,9 @@ class InversionNetwork:
     # -- the frozen model ----------------------------------------------------------------------
 
     def _to_model(self, x):
-        lo, hi = self.range
-        if (lo, hi) != (0.0, 1.0):
-            x = lo + x * (hi - lo)
-        return self.preprocess(x) if self.preprocess is not None else x
+        from tfvis.featurevis.loop import to_model_input
+
+        return to_model_input(x, self.range, self.preprocess)
 
     def _features(self, x):
         """The layer's features of display-space images ``x`` (inference mode, no gradient)."""

@@ -49,6 +49,15 @@ def image_seeds(seed: int | Sequence[int] | None, n: int, offset: int = 0) -> tu
     return seeds
 
 
+def to_model_input(x, input_range: tuple[float, float], preprocess: Callable | None):
+    """Display-space images in [0, 1] -> what the model takes: the linear map to
+    ``input_range``, then ``preprocess`` (inside the compiled steps of every method)."""
+    lo, hi = input_range
+    if (lo, hi) != (0.0, 1.0):
+        x = lo + x * (hi - lo)
+    return preprocess(x) if preprocess is not None else x
+
+
 def _convention(input_range, preprocess) -> tuple[float, float]:
     if input_range is None:
         return (0.0, 255.0) if preprocess is not None else (0.0, 1.0)
@@ -193,10 +202,7 @@ class Visualizer:
     # -- the step ------------------------------------------------------------------------------
 
     def _to_model(self, x):
-        lo, hi = self.range
-        if (lo, hi) != (0.0, 1.0):
-            x = lo + x * (hi - lo)
-        return self.preprocess(x) if self.preprocess is not None else x
+        return to_model_input(x, self.range, self.preprocess)
 
     def _scores(self, x, objective: Objective, paths, feeds, redirect: bool):
         import tensorflow as tf
