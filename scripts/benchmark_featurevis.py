@@ -74,7 +74,6 @@ import argparse
 import os
 import platform
 import statistics
-import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -87,6 +86,7 @@ from tfvis.demo import build_model  # noqa: E402
 from tfvis.featurevis import Visualizer, objectives  # noqa: E402
 from tfvis.featurevis import params as params_lib  # noqa: E402
 from tfvis.featurevis import transforms as tf_lib  # noqa: E402
+from bench_common import timed, write_report  # noqa: E402
 
 
 def describe(channels) -> str:
@@ -97,12 +97,6 @@ def describe(channels) -> str:
             parts.append(f"{start}..{a}")
             start = b
     return ", ".join(parts)
-
-
-def timed(fn):
-    wall, cpu = time.perf_counter(), time.process_time()
-    fn()
-    return time.perf_counter() - wall, time.process_time() - cpu
 
 
 def workloads(args):
@@ -410,11 +404,7 @@ def main(argv=None) -> int:
     print(table)
     print("\n".join(notes))
     if args.out:
-        command = " ".join(["python", "scripts/benchmark_featurevis.py",
-                            *(argv if argv is not None else sys.argv[1:])])
-        with open(args.out, "w") as f:
-            f.write(REPORT.format(command=command, header=header, table=table,
-                                  notes="\n".join(f"- {line}" for line in notes)))
+        write_report(args.out, "benchmark_featurevis.py", argv, REPORT, header, table, notes)
     return 0 if ok else 1
 
 

@@ -42,8 +42,6 @@ import argparse
 import os
 import platform
 import statistics
-import sys
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -55,12 +53,7 @@ from tfvis.demo import build_model  # noqa: E402
 from tfvis.engine.compiled import compile_step  # noqa: E402
 from tfvis.featurevis import Inverter, StyleTransfer, Visualizer, objectives  # noqa: E402
 from tfvis.featurevis.inversion import prior  # noqa: E402
-
-
-def timed(fn):
-    wall, cpu = time.perf_counter(), time.process_time()
-    fn()
-    return time.perf_counter() - wall, time.process_time() - cpu
+from bench_common import timed, write_report  # noqa: E402
 
 
 def floor_step(model, layers, x, grams=()):
@@ -242,11 +235,7 @@ def main(argv=None) -> int:
     print(table)
     print("\n".join(notes))
     if args.out:
-        command = " ".join(["python", "scripts/benchmark_inversion.py",
-                            *(argv if argv is not None else sys.argv[1:])])
-        with open(args.out, "w") as f:
-            f.write(REPORT.format(command=command, header=header, table=table,
-                                  notes="\n".join(f"- {line}" for line in notes)))
+        write_report(args.out, "benchmark_inversion.py", argv, REPORT, header, table, notes)
     return 0 if ok else 1
 
 
