@@ -32,7 +32,7 @@ import numpy as np
 from tfvis.featurevis import objectives as obj_lib
 from tfvis.featurevis import params as params_lib
 from tfvis.featurevis import regularizers as reg_lib
-from tfvis.featurevis.loop import Visualizer, image_seeds, score_images
+from tfvis.featurevis.loop import ShapeVisualizers, Visualizer, image_seeds, score_images
 from tfvis.featurevis.result import Visualization
 
 #: Mahendran & Vedaldi's typical pixel deviation B = 80 (8-bit, mean subtracted), in [0, 1].
@@ -248,24 +248,22 @@ class Inverter:
         self.param = params_lib.Pixel("clip", 0.1) if param == "pixel" else params_lib.get(param)
         self.options = dict(learning_rate=learning_rate, optimizer=optimizer,
                             input_range=input_range, preprocess=preprocess)
-        self._visualizers: dict[tuple[int, ...], Visualizer] = {}
+        self._visualizers = ShapeVisualizers(self._make_visualizer)
+
+    def _make_visualizer(self, shape: tuple[int, ...]) -> Visualizer:
+        penalties = prior(shape[0], shape[1], **self.prior)
+        return Visualizer(self.model, image_shape=shape, param=self.param,
+                          regularizers=[Fused(tuple(penalties))] if penalties else [],
+                          transforms=(), **self.options)
 
     def visualizer(self, shape: Sequence[int]) -> Visualizer:
         """The `Visualizer` of images of ``shape`` ``(H, W, C)`` (made once)."""
-        shape = tuple(int(v) for v in shape)
-        vis = self._visualizers.get(shape)
-        if vis is None:
-            penalties = prior(shape[0], shape[1], **self.prior)
-            vis = Visualizer(self.model, image_shape=shape, param=self.param,
-                             regularizers=[Fused(tuple(penalties))] if penalties else [],
-                             transforms=(), **self.options)
-            self._visualizers[shape] = vis
-        return vis
+        return self._visualizers.get(shape)
 
     @property
     def traces(self) -> int:
         """How many times compiled steps were traced (for retracing checks)."""
-        return sum(v.traces for v in self._visualizers.values())
+        return self._visualizers.traces
 
     def features(self, images: Any) -> dict[str, np.ndarray]:
         """``Phi_0``: each layer's activations (float32) for ``images`` in [0, 1]."""

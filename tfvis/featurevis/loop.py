@@ -399,6 +399,28 @@ class Visualizer:
                              tuple(labels) if labels is not None else default_labels(objective, n))
 
 
+class ShapeVisualizers:
+    """One `Visualizer` per image shape, for methods that optimise images of any size
+    (inversion, style transfer): made by ``make(shape)`` on first use and reused after, so
+    each shape's compiled steps are traced once."""
+
+    def __init__(self, make: Callable[[tuple[int, ...]], Visualizer]) -> None:
+        self._make = make
+        self._by_shape: dict[tuple[int, ...], Visualizer] = {}
+
+    def get(self, shape: Sequence[int]) -> Visualizer:
+        """The `Visualizer` of images of ``shape`` ``(H, W, C)``."""
+        shape = tuple(int(v) for v in shape)
+        if shape not in self._by_shape:
+            self._by_shape[shape] = self._make(shape)
+        return self._by_shape[shape]
+
+    @property
+    def traces(self) -> int:
+        """How many times their compiled steps were traced (for retracing checks)."""
+        return sum(v.traces for v in self._by_shape.values())
+
+
 def default_labels(objective: Objective, n: int) -> tuple[str, ...]:
     """``"channel 3"`` / ``"class 1"`` per image from the objective's first batched term."""
     for t in objective.terms:

@@ -27,7 +27,7 @@ from tfvis.featurevis import objectives as obj_lib
 from tfvis.featurevis import params as params_lib
 from tfvis.featurevis import regularizers as reg_lib
 from tfvis.featurevis.inversion import check_images, layer_features
-from tfvis.featurevis.loop import Visualizer, image_seeds, score_images
+from tfvis.featurevis.loop import ShapeVisualizers, Visualizer, image_seeds, score_images
 from tfvis.featurevis.result import Visualization
 
 #: Gatys et al.'s style layers, as keras.applications VGG16 / VGG19 name them.
@@ -154,23 +154,21 @@ class StyleTransfer:
         self.param = params_lib.Pixel("clip") if param == "pixel" else params_lib.get(param)
         self.options = dict(learning_rate=learning_rate, optimizer=optimizer,
                             input_range=input_range, preprocess=preprocess)
-        self._visualizers: dict[tuple[int, ...], Visualizer] = {}
+        self._visualizers = ShapeVisualizers(self._make_visualizer)
+
+    def _make_visualizer(self, shape: tuple[int, ...]) -> Visualizer:
+        regs = [reg_lib.TotalVariation(self.tv_weight, 2.0)] if self.tv_weight else []
+        return Visualizer(self.model, image_shape=shape, param=self.param, regularizers=regs,
+                          transforms=(), **self.options)
 
     def visualizer(self, shape: Sequence[int]) -> Visualizer:
         """The `Visualizer` of images of ``shape`` ``(H, W, C)`` (made once)."""
-        shape = tuple(int(v) for v in shape)
-        vis = self._visualizers.get(shape)
-        if vis is None:
-            regs = [reg_lib.TotalVariation(self.tv_weight, 2.0)] if self.tv_weight else []
-            vis = Visualizer(self.model, image_shape=shape, param=self.param, regularizers=regs,
-                             transforms=(), **self.options)
-            self._visualizers[shape] = vis
-        return vis
+        return self._visualizers.get(shape)
 
     @property
     def traces(self) -> int:
         """How many times compiled steps were traced (for retracing checks)."""
-        return sum(v.traces for v in self._visualizers.values())
+        return self._visualizers.traces
 
     def objectives(self, content: np.ndarray, style: np.ndarray
                    ) -> tuple[obj_lib.Objective, obj_lib.Objective]:
