@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -49,7 +48,7 @@ import tensorflow as tf  # noqa: E402
 
 from tfvis.demo import build_model  # noqa: E402
 from tfvis.featurevis.adversarial import Attack  # noqa: E402
-from bench_common import timed, write_report  # noqa: E402
+from bench_common import environment, report, timed  # noqa: E402
 
 EPS = 8 / 255
 
@@ -171,22 +170,15 @@ def main(argv=None) -> int:
                    f"{max(ratios):.3f} | {statistics.median(cpu_ratios):.3f}x")
                 + f" | {first[name]:.2f} |")
 
-    device = "GPU" if tf.config.list_physical_devices("GPU") else f"CPU ({os.cpu_count()} cores)"
     header = (f"L-inf PGD, eps 8/255, {steps} steps per call, {args.rounds} rounds (demo CNN) / "
-              f"{args.vgg_rounds} (VGG16); TensorFlow "
-              f"{tf.__version__}, Keras {keras.__version__}, Python "
-              f"{platform.python_version()}, {device}")
+              f"{args.vgg_rounds} (VGG16); {environment()}")
     table = "\n".join([
         "| workload | images | contender | s per step (median) | ratio to floor (median) | "
         "min / max ratio | CPU-time ratio (median) | first call s |",
         "|---|---:|---|---:|---:|---:|---:|---:|",
         *rows,
     ])
-    print(header)
-    print(table)
-    print("\n".join(notes))
-    if args.out:
-        write_report(args.out, "benchmark_adversarial.py", argv, REPORT, header, table, notes)
+    report(args.out, "benchmark_adversarial.py", argv, REPORT, header, table, notes)
     return 0 if ok else 1
 
 

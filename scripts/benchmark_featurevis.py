@@ -72,7 +72,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import time
 
@@ -86,7 +85,7 @@ from tfvis.demo import build_model  # noqa: E402
 from tfvis.featurevis import Visualizer, objectives  # noqa: E402
 from tfvis.featurevis import params as params_lib  # noqa: E402
 from tfvis.featurevis import transforms as tf_lib  # noqa: E402
-from bench_common import timed, write_report  # noqa: E402
+from bench_common import environment, report, timed  # noqa: E402
 
 
 def describe(channels) -> str:
@@ -389,22 +388,15 @@ def main(argv=None) -> int:
             notes.append(f"{title}: the whole model's forward + backward of {n} images: "
                          f"{full[0]:.3f} s once ({full[1]:.2f}x the floor timed around it)")
 
-    device = "GPU" if tf.config.list_physical_devices("GPU") else f"CPU ({os.cpu_count()} cores)"
     header = (f"{n} images (channels 0..{n - 1}), {args.vgg_steps} (VGG16) / {args.demo_steps} "
-              f"(demo CNN) timed steps per round, {args.rounds} rounds; TensorFlow "
-              f"{tf.__version__}, Keras {keras.__version__}, Python {platform.python_version()}, "
-              f"{device}")
+              f"(demo CNN) timed steps per round, {args.rounds} rounds; {environment()}")
     table = "\n".join([
         "| workload | contender | s per step (median) | ms per image-step | ratio to floor "
         "(median) | min / max ratio | CPU-time ratio (median) | first call s |",
         "|---|---|---:|---:|---:|---:|---:|---:|",
         *rows,
     ])
-    print(header)
-    print(table)
-    print("\n".join(notes))
-    if args.out:
-        write_report(args.out, "benchmark_featurevis.py", argv, REPORT, header, table, notes)
+    report(args.out, "benchmark_featurevis.py", argv, REPORT, header, table, notes)
     return 0 if ok else 1
 
 

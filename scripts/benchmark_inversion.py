@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -53,7 +52,7 @@ from tfvis.demo import build_model  # noqa: E402
 from tfvis.engine.compiled import compile_step  # noqa: E402
 from tfvis.featurevis import Inverter, StyleTransfer, Visualizer, objectives  # noqa: E402
 from tfvis.featurevis.inversion import prior  # noqa: E402
-from bench_common import timed, write_report  # noqa: E402
+from bench_common import environment, report, timed  # noqa: E402
 
 
 def floor_step(model, layers, x, grams=()):
@@ -216,26 +215,20 @@ def main(argv=None) -> int:
                 f"{min(ratios):.3f} / {max(ratios):.3f} | "
                 f"{statistics.median(cpu_ratios):.3f}x | {first[name]:.2f} |")
 
-    device = "GPU" if tf.config.list_physical_devices("GPU") else f"CPU ({os.cpu_count()} cores)"
     try:
         load = "load average " + " / ".join(f"{v:.1f}" for v in os.getloadavg())
     except OSError:
         load = "load average unknown"
     header = (f"demo CNN: {args.images} images, {args.demo_steps} timed steps per round; VGG16: "
               f"{args.vgg_images} image(s), {args.vgg_steps} timed steps per round; "
-              f"{args.rounds} rounds; TensorFlow {tf.__version__}, Keras {keras.__version__}, "
-              f"Python {platform.python_version()}, {device}, {load} at the end")
+              f"{args.rounds} rounds; {environment()}, {load} at the end")
     table = "\n".join([
         "| workload | contender | s per step (median) | ratio to its floor (median) | "
         "min / max ratio | CPU-time ratio (median) | first call s |",
         "|---|---|---:|---:|---:|---:|---:|",
         *rows,
     ])
-    print(header)
-    print(table)
-    print("\n".join(notes))
-    if args.out:
-        write_report(args.out, "benchmark_inversion.py", argv, REPORT, header, table, notes)
+    report(args.out, "benchmark_inversion.py", argv, REPORT, header, table, notes)
     return 0 if ok else 1
 
 
