@@ -138,6 +138,15 @@ def test_seeded_random_start(demo):
     # image i's start depends on seed + i only, not on the batch it is attacked in
     d = attack.run(x[2:8], seed=6, batch_size=4, **common)
     np.testing.assert_allclose(d.images, a.images[2:], atol=1e-6)
+    # so a slice of a result is the attack of those images alone
+    part = a[2:8]
+    assert tuple(part.settings["seeds"]) == tuple(d.settings["seeds"]) == (6, 7, 8, 9, 10, 11)
+    np.testing.assert_allclose(part.images, d.images, atol=1e-6)
+    for name in ("original_classes", "labels", "targets", "success"):
+        np.testing.assert_array_equal(getattr(part, name), getattr(a, name)[2:8])
+    np.testing.assert_array_equal(part.losses, a.losses[:, 2:8])
+    picked = a[a.success]
+    assert len(picked) == int(a.success.sum()) and picked.success.all()
     # without a random start PGD is deterministic (BIM) whatever the seed
     e = attack.run(x[:4], seed=1, random_start=False, **common)
     f = attack.run(x[:4], seed=2, random_start=False, **common)

@@ -236,7 +236,7 @@ def how_it_breaks(model: Any, train: Any, test: Any, n_show: int = 2,
     attack = adversarial(model, test.images, labels=test.labels, eps=eps, steps=10, seed=seed,
                          verbose=0)
     explained = explain_adversarial(GradCAM(model, verbose=0), test.images[:n_show],
-                                    _first(attack, n_show))
+                                    attack[:n_show])
     names = list(test.names)
     figures = [
         ("inversion.png", _png(grid(np.stack(panels), titles, columns=len(layers) + 2)),
@@ -272,14 +272,3 @@ def how_it_breaks(model: Any, train: Any, test: Any, n_show: int = 2,
         + ", ".join(f"{v:.2f}" for v in explained.rank_correlation) + ".",
     ]
     return numbers, figures, notes
-
-
-def _first(result: Any, n: int) -> Any:
-    """The first ``n`` images of an `AdversarialResult`."""
-    import dataclasses
-
-    fields = {f.name: getattr(result, f.name) for f in dataclasses.fields(result)}
-    return dataclasses.replace(result, **{k: v[:n] for k, v in fields.items()
-                                          if isinstance(v, np.ndarray) and v.ndim >= 1
-                                          and len(v) == len(result) and k != "losses"},
-                               losses=result.losses[:, :n])

@@ -25,7 +25,7 @@ inputs: another call with other images, targets or budgets reuses the trace (`At
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
@@ -77,6 +77,19 @@ class AdversarialResult:
 
     def __len__(self) -> int:
         return len(self.images)
+
+    def __getitem__(self, index: Any) -> AdversarialResult:
+        """The attack of some of the images (``result[:4]``, ``result[result.success]``,
+        ``result[[0, 2]]``): every per-image array, the losses' columns and the seeds."""
+        rows = np.atleast_1d(np.arange(len(self))[index])
+        settings = dict(self.settings)
+        if "seeds" in settings:
+            settings["seeds"] = tuple(np.asarray(settings["seeds"])[rows].tolist())
+        per_image = ("images", "perturbations", "original_classes", "original_probabilities",
+                     "adversarial_classes", "adversarial_probabilities", "labels", "targets",
+                     "success")
+        return replace(self, **{k: getattr(self, k)[rows] for k in per_image},
+                       losses=self.losses[:, rows], settings=settings)
 
     @property
     def success_rate(self) -> float:
