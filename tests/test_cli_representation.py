@@ -73,6 +73,9 @@ def test_attack_gallery_and_summary_match_the_python_api(files, tmp_path, capsys
     assert main(args[:3] + ["--eps", "eight", "--out", str(tmp_path / "y")]) == 2
     assert "8/255" in capsys.readouterr().err
     assert main(args[:3] + ["--eps", "2", "--out", str(tmp_path / "z")]) == 2
+    capsys.readouterr()
+    assert main(args[:3] + ["--preprocess", "vgg17", "--out", str(tmp_path / "p")]) == 2
+    assert "unknown preprocessing 'vgg17'" in capsys.readouterr().err
 
 
 def test_style_needs_layers_for_other_models_then_writes_the_result(files, tmp_path, capsys):

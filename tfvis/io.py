@@ -234,17 +234,24 @@ def image_files(paths: Sequence[str | Path]) -> list[Path]:
 def preprocessor(name: str):
     """``none`` (pixels 0..255), ``scale`` (to 0..1) or a keras.applications module name
     (e.g. ``resnet50``, ``mobilenet_v2``) whose ``preprocess_input`` is used."""
-    import keras
-
     if name == "none":
         return lambda x: x
     if name == "scale":
         return lambda x: x / 255.0
+    preprocess_input = application_preprocess(name)
+    return lambda x: np.asarray(preprocess_input(x.copy()), np.float32)
+
+
+def application_preprocess(name: str):
+    """``keras.applications.<name>.preprocess_input`` (it takes arrays and tensors), or a
+    ValueError listing what ``--preprocess`` accepts."""
+    import keras
+
     module = getattr(keras.applications, name, None)
     if module is None or not hasattr(module, "preprocess_input"):
         raise ValueError(f"unknown preprocessing {name!r}: use none, scale, or a "
                          "keras.applications module name such as resnet50 or mobilenet_v2")
-    return lambda x: np.asarray(module.preprocess_input(x.copy()), np.float32)
+    return module.preprocess_input
 
 
 def read_image(path: Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:

@@ -96,15 +96,13 @@ def convention(name: str) -> tuple[tuple[float, float], Callable | None]:
         return (0.0, 255.0), None
     if name == "scale":
         return (0.0, 1.0), None
-    import keras
+    from tfvis.cli import UsageError
+    from tfvis.io import application_preprocess
 
-    module = getattr(keras.applications, name, None)
-    if module is None or not hasattr(module, "preprocess_input"):
-        from tfvis.cli import UsageError
-
-        raise UsageError(f"unknown --preprocess {name!r}: use none, scale, or a "
-                         "keras.applications module name such as vgg16 or resnet50")
-    return (0.0, 255.0), module.preprocess_input
+    try:
+        return (0.0, 255.0), application_preprocess(name)
+    except ValueError as err:
+        raise UsageError(f"--preprocess: {err}") from None
 
 
 def _start(args, outputs: list[str], files: list[str] | None = None
@@ -213,7 +211,7 @@ def run_style(args) -> int:
                                      f"image; style weight {args.style_weight:g}."])
     gallery.add_row(files[0].name, [(_rgb(x[0]), files[0].name), (_rgb(style), files[1].name),
                                     (_rgb(image), "stylised")])
-    extras = {k: v for k, v in dict(getattr(result, "extras", {})).items()
+    extras = {k: v for k, v in result.extras.items()
               if isinstance(v, (int, float, str, list, tuple))}
     summary = {"content": files[0].name, "style": files[1].name, "steps": args.steps,
                "seed": args.seed, "style_weight": args.style_weight, **extras}
