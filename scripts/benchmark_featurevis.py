@@ -8,6 +8,7 @@ Usage::
     /tmp/benchvenv/bin/python scripts/benchmark_featurevis.py --others   # + tf-keras-vis, xplique
     python scripts/benchmark_featurevis.py --breakdown  # + tfvis without transforms / Fourier
     python scripts/benchmark_featurevis.py --pieces     # CPU time of the step's own pieces
+    python scripts/benchmark_featurevis.py --transforms jitter --others  # the target setting
 
 Workloads: a 64-channel filter grid (``objectives.channel(layer, range(64))``: 64 images,
 image i for channel i, one compiled step) of (i) ``keras.applications.VGG16(weights=None,
@@ -18,6 +19,12 @@ decorrelated colour, sigmoid; on a CPU rendered by one XLA cluster from 64x64 up
 `tfvis.featurevis.params.renderer`), the standard transforms (jitter +-side/32 px, scale
 0.95-1.05, rotate +-5 degrees, one bilinear resampling per image), no regulariser, Adam(0.05),
 images in [0, 1] fed as they are (no preprocessing), through one `tfvis.featurevis.Visualizer`.
+
+``--transforms jitter`` gives every contender jitter only (the setting the issue's target
+names: "jitter and Fourier parameterisation on"): tfvis ``Jitter(side/32)``, which for Fourier
+images (periodic) is a circular shift done as a phase ramp on the spectrum inside the rendering
+(no resampling); tf-keras-vis ``Jitter(side/32)``; xplique ``random_jitter(2 * side/32)`` (its
+crop, then its resize back to ``side``).
 
 **Floor**: the least work any implementation must do per step: the compiled forward of the
 model up to the visualised layer plus the backward to the input, for the same 64 images
@@ -141,7 +148,7 @@ def full_floor(model, n, side, floor):
     return full, 2 * full / (before + after)
 
 
-def tkv_contender(model, layer, n, side, channels):
+def tkv_contender(model, layer, n, side, channels, jitter_only=False):
     from tf_keras_vis.activation_maximization import ActivationMaximization
     from tf_keras_vis.activation_maximization.input_modifiers import Jitter, Rotate2D, Scale
     from tf_keras_vis.utils.model_modifiers import ExtractIntermediateLayer
@@ -156,14 +163,14 @@ def tkv_contender(model, layer, n, side, channels):
 
     def run(steps):
         am(score, seed_input=seed, input_range=(0.0, 1.0),
-           input_modifiers=[Jitter(jitter=max(1, side // 32)), Rotate2D(degree=5.0),
-                            Scale(low=0.95, high=1.05)],
+           input_modifiers=[Jitter(jitter=max(1, side // 32))] + (
+               [] if jitter_only else [Rotate2D(degree=5.0), Scale(low=0.95, high=1.05)]),
            regularizers=[], steps=steps, optimizer=keras.optimizers.Adam(0.05))
 
     return run
 
 
-def xplique_contender(model, layer, n, side, channels):
+def xplique_contender(model, layer, n, side, channels, jitter_only=False):
     from xplique.features_visualizations import (Objective, compose_transformations,
                                                  optimize, random_jitter, random_scale)
     from xplique.features_visualizations.optim import _get_optimisation_step
@@ -171,7 +178,8 @@ def xplique_contender(model, layer, n, side, channels):
                                                                  get_fft_scale, to_valid_rgb)
 
     transformations = compose_transformations(
-        [random_jitter(2 * max(1, side // 32)), random_scale((0.95, 1.05))])
+        [random_jitter(2 * max(1, side // 32))] + ([] if jitter_only else
+                                                   [random_scale((0.95, 1.05))]))
     objective = Objective.channel(model, layer, list(channels))
     settings = dict(use_fft=True, fft_decay=1.0, regularizers=None,
                     transformations=transformations, custom_shape=(side, side))
@@ -295,6 +303,9 @@ def main(argv=None) -> int:
     parser.add_argument("--workloads", nargs="+", default=["vgg16", "demo"],
                         choices=["vgg16", "demo"])
     parser.add_argument("--others", action="store_true", help="also tf-keras-vis and xplique")
+    parser.add_argument("--transforms", choices=["standard", "jitter"], default="standard",
+                        help="every contender's transforms: jitter + scale + rotate (tfvis's "
+                             "default), or jitter only (the issue's target setting)")
     parser.add_argument("--breakdown", action="store_true",
                         help="also tfvis without transforms, and with pixels, no transforms")
     parser.add_argument("--full-floor", action="store_true",
@@ -330,7 +341,9 @@ def main(argv=None) -> int:
                                                steps=steps, verbose=0)
             return vis
 
-        vis = tfvis_variant("tfvis")
+        jitter = args.transforms == "jitter"
+        vis = tfvis_variant("tfvis", **({"transforms": (tf_lib.Jitter(max(1, side // 32)),)}
+                                        if jitter else {}))
         traces = vis.traces
         again = timed(lambda: vis.run(objectives.channel(layer, second), steps=1, verbose=0))[0]
         retraced = vis.traces - traces
@@ -350,11 +363,11 @@ def main(argv=None) -> int:
                                ("xplique 2.0.2", xplique_contender)):
                 try:
                     if make is xplique_contender:
-                        start, run = make(model, layer, n, side, channels)
+                        start, run = make(model, layer, n, side, channels, jitter)
                         first[name] = timed(start)[0]
                         timed(lambda: run(1))
                     else:
-                        run = make(model, layer, n, side, channels)
+                        run = make(model, layer, n, side, channels, jitter)
                         first[name] = timed(lambda: run(1))[0]
                     contenders[name] = lambda run=run: run(steps)
                 except Exception as error:  # noqa: BLE001 - report and go on
@@ -388,8 +401,12 @@ def main(argv=None) -> int:
             notes.append(f"{title}: the whole model's forward + backward of {n} images: "
                          f"{full[0]:.3f} s once ({full[1]:.2f}x the floor timed around it)")
 
+    settings = ("jitter only (+-side/32 px), Fourier parameterisation, no regulariser"
+                if args.transforms == "jitter" else "jitter + scale + rotate (xplique: jitter "
+                "+ scale), Fourier parameterisation (tf-keras-vis: pixels), no regulariser")
     header = (f"{n} images (channels 0..{n - 1}), {args.vgg_steps} (VGG16) / {args.demo_steps} "
-              f"(demo CNN) timed steps per round, {args.rounds} rounds; {environment()}")
+              f"(demo CNN) timed steps per round, {args.rounds} rounds; {settings}; "
+              f"{environment()}")
     table = "\n".join([
         "| workload | contender | s per step (median) | ms per image-step | ratio to floor "
         "(median) | min / max ratio | CPU-time ratio (median) | first call s |",
@@ -415,8 +432,9 @@ call s" is one step including tracing (tf-keras-vis has none; xplique's is a ful
 `optimize(nb_steps=1)`). The floor is the compiled forward up to the visualised layer plus the
 backward to the input of the same 64 images; a step also renders the images from the Fourier
 spectrum (inverse real FFT, colour mixing, sigmoid: one XLA cluster on a CPU) and
-back-propagates through it, resamples them once (jitter + scale + rotate), evaluates the
-objective and runs Adam on the spectrum. tfvis and xplique rows time whole runs (start
+back-propagates through it, transforms them (jitter + scale + rotate: one resampling; jitter
+alone: a phase ramp inside the rendering), evaluates the objective and runs Adam on the
+spectrum. tfvis and xplique rows time whole runs (start
 spectrum, steps, final images); the script's docstring lists what each library does per step.
 Target: at most 1.15x the floor with jitter and the Fourier parameterisation on, and faster per
 image-step than tf-keras-vis and xplique (rows with ``--others``, run with the venv made by

@@ -25,7 +25,8 @@ not depend on the weights), 64x64, ``--images`` images (16); (ii)
 objective reads (a prefix `keras.Model` with those outputs) plus the gradient of the sum of
 their outputs to the input, for the same batch, on a resident tensor: no parameterisation,
 objective, regulariser or optimiser. For reference, ``floor + Gram matrices`` adds the style
-layers' Gram matrices (forward and gradient: work the style loss itself needs), and
+layers' Gram matrices and a loss of them (forward and gradient: work the style loss itself
+needs), and
 ``full-model floor`` times the whole model's forward + gradient to the input (through
 ``block5_pool`` / the softmax).
 
@@ -57,7 +58,8 @@ from bench_common import environment, report, timed  # noqa: E402
 
 def floor_step(model, layers, x, grams=()):
     """Compiled forward to ``layers`` + gradient of their sum to the input (with ``grams``:
-    plus the sum of those layers' Gram matrices)."""
+    plus a loss of those layers' Gram matrices, the sum of their squares: the Gram
+    matrices' forward and gradient, which a plain sum would prune to the gradient only)."""
     prefix = keras.Model(model.inputs, [model.get_layer(name).output for name in layers])
 
     def step(t):
@@ -66,8 +68,9 @@ def floor_step(model, layers, x, grams=()):
             out = prefix(t, training=False)
             out = out if isinstance(out, (list, tuple)) else [out]
             total = tf.add_n([tf.reduce_sum(o) for o in out])
-            for name in grams:
-                total = total + tf.reduce_sum(objectives.gram_sums(out[layers.index(name)]))
+            for name in grams:  # a loss of each Gram matrix: its forward is used too
+                gram = objectives.gram_sums(out[layers.index(name)], symmetric=True)
+                total = total + tf.reduce_sum(tf.square(gram))
         return tape.gradient(total, t)
 
     step = compile_step(step)  # a tf.function, as the loop's steps are

@@ -203,6 +203,56 @@ def test_transforms_are_exact_shifts_and_seeded():
         T.check(["jitter"])
 
 
+def test_fourier_images_shift_circularly_by_a_phase_ramp():
+    rng = np.random.default_rng(0)
+    shift = tf.constant([[2.0, -3.0], [0.0, 0.0], [-5.0, 4.0]])
+    for h, w in ((64, 64), (12, 9), (7, 10)):
+        param = P.Fourier()
+        v = tf.constant(rng.normal(0, 0.5, param.variable_shape(3, h, w, 3)).astype("float32"))
+        g = tf.constant(rng.normal(size=(3, h, w, 3)).astype("float32"))
+        for render in (P.renderer(param, h, w, 3, device="/device:CPU:0"),
+                       lambda x, s=None: param.image(x, h, w, 3, shift=s)):
+            plain = render(v).numpy()
+            with tf.GradientTape(persistent=True) as tape:
+                tape.watch(v)
+                moved = render(v, shift)
+                total = tf.reduce_sum(moved * g)
+                unmoved = tf.reduce_sum(render(v) * np.stack(
+                    [np.roll(g[i], tuple(shift[i].numpy().astype(int)), (0, 1))
+                     for i in range(3)]))
+            for i, (dy, dx) in enumerate(shift.numpy().astype(int)):
+                # out[y, x] = image[y + dy, x + dx], wrapping around
+                np.testing.assert_allclose(moved[i], np.roll(plain[i], (-dy, -dx), (0, 1)),
+                                           rtol=0, atol=1e-6)
+            # the gradient is the gradient of the unshifted image, shifted back
+            a, b = tape.gradient(total, v).numpy(), tape.gradient(unmoved, v).numpy()
+            np.testing.assert_allclose(a, b, rtol=0, atol=1e-4 * np.abs(b).max())
+    # only integer shifts take this path; with scale / rotate it is the one resampling
+    assert T.only_shifts((T.Jitter(2),)) and T.only_shifts((T.Jitter(2), T.Roll()))
+    assert not T.only_shifts(()) and not T.only_shifts((T.Jitter(2), T.Scale()))
+
+
+def test_fourier_jitter_runs_without_resampling_and_batch_invariant():
+    model = gap_dense_model(input_shape=(16, 16, 3))
+    vis = Visualizer(model, transforms=(T.Jitter(2),), regularizers=[R.L2(0.1)])
+    batch = vis.run(O.channel("c2", range(3)), steps=5, seed=3, verbose=0)
+    step = next(iter(next(iter(vis._states.values()))["steps"].values()))
+    ops = {op.type for f in step._list_all_concrete_functions_for_serialization()
+           for op in f.graph.get_operations()}
+    assert "ImageProjectiveTransformV3" not in ops  # a phase ramp, no resampling
+    for c in range(3):
+        single = vis.run(O.channel("c2", c), steps=5, seed=3 + c, verbose=0)
+        np.testing.assert_allclose(single.images[0], batch.images[c], rtol=0, atol=1e-5)
+    # with a penalty the unshifted image is rendered too; the penalised loss goes down
+    assert np.all(np.isfinite(batch.losses)) and np.all(batch.losses[-1] < batch.losses[0])
+    pixels = Visualizer(model, param="pixel", transforms=(T.Jitter(2),))
+    pixels.run(O.channel("c2", 0), steps=1, verbose=0)
+    step = next(iter(next(iter(pixels._states.values()))["steps"].values()))
+    assert "ImageProjectiveTransformV3" in {
+        op.type for f in step._list_all_concrete_functions_for_serialization()
+        for op in f.graph.get_operations()}
+
+
 def test_redirected_relu_wakes_a_dead_channel():
     inp = keras.Input((6, 6, 1))
     x = keras.layers.Conv2D(2, 3, padding="same", activation="relu", name="conv",

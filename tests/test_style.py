@@ -65,6 +65,18 @@ def test_gram_matrix_closed_form_and_style_loss():
             total = tf.reduce_sum(fn(x) * weights)
         grads.append(tape.gradient(total, x).numpy())
     np.testing.assert_allclose(grads[0], grads[1], rtol=1e-4, atol=1e-4)
+    # symmetric=True (2 F dG, no transpose) is exact when dG is symmetric, as gram_match's is
+    sym = weights + tf.transpose(weights, [0, 2, 1])
+    grads = []
+    for flag in (False, True):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            total = tf.reduce_sum(O.gram_sums(x, symmetric=flag) * sym)
+        grads.append(tape.gradient(total, x).numpy())
+    np.testing.assert_allclose(grads[1], grads[0], rtol=1e-5, atol=1e-5)
+    lopsided = rng.normal(size=(6, 6)).astype(np.float32)
+    (stored,) = O.gram_match("any", lopsided).terms[0].arrays().values()
+    np.testing.assert_allclose(stored[0], (lopsided + lopsided.T) / 2, rtol=1e-6)
 
 
 def test_style_transfer_lowers_style_loss_keeps_content(pictures, fingerprint):

@@ -152,11 +152,27 @@ class Fourier:
     def random(self, rng: np.random.Generator, h: int, w: int, c: int) -> np.ndarray:
         return rng.normal(0.0, self.init_std, (2, c, h, w // 2 + 1)).astype(np.float32)
 
-    def image(self, v, h: int, w: int, c: int):
+    def image(self, v, h: int, w: int, c: int, shift=None):
+        """The images of spectra ``v``; ``shift`` ``(N, 2)`` (integer rows, columns) shifts
+        each image circularly, ``out[y, x] = image[y + dy, x + dx]`` (indices modulo the
+        side): a phase ramp on the spectrum, exact and nearly free, since a Fourier image is
+        periodic."""
         import tensorflow as tf
 
         scale = tf.constant(self._scale(h, w))
-        spectrum = tf.complex(v[:, 0] * scale, v[:, 1] * scale)  # (N, C, H, W//2+1)
+        re, im = v[:, 0] * scale, v[:, 1] * scale
+        if shift is not None:
+            fy = tf.constant(np.fft.fftfreq(h).astype(np.float32))[:, None]
+            fx = tf.constant(np.fft.rfftfreq(w).astype(np.float32))[None, :]
+            shift = tf.reshape(tf.cast(shift, tf.float32), [-1, 2, 1, 1])
+            # exp(2 pi i (fy dy + fx dx)) as the product of a row and a column phase: sines
+            # of N (H + W//2+1) angles, not of N H (W//2+1)
+            rows = (2 * np.pi) * fy * shift[:, 0]  # (N, H, 1)
+            cols = (2 * np.pi) * fx * shift[:, 1]  # (N, 1, W//2+1)
+            cy, sy, cx, sx = tf.cos(rows), tf.sin(rows), tf.cos(cols), tf.sin(cols)
+            cos, sin = (cy * cx - sy * sx)[:, None], (sy * cx + cy * sx)[:, None]
+            re, im = re * cos - im * sin, re * sin + im * cos
+        spectrum = tf.complex(re, im)  # (N, C, H, W//2+1)
         img = tf.signal.irfft2d(spectrum, fft_length=[h, w])
         img = tf.transpose(img, (0, 2, 3, 1)) / 4.0
         color = self._color(c)
@@ -189,8 +205,9 @@ class Fourier:
 XLA_MIN_PIXELS = 64 * 64
 
 
-def renderer(param, h: int, w: int, c: int, device: str = "") -> Callable[[Any], Any]:
-    """``v -> param.image(v, h, w, c)`` as the compiled steps call it.
+def renderer(param, h: int, w: int, c: int, device: str = "") -> Callable[..., Any]:
+    """``v -> param.image(v, h, w, c)`` as the compiled steps call it (``(v, shift)`` for
+    `Fourier`'s circular shifts).
 
     On a CPU (``device``: the variable's device string), for Fourier images of at least
     `XLA_MIN_PIXELS` pixels, the rendering and its gradient run as one XLA cluster
@@ -206,8 +223,10 @@ def renderer(param, h: int, w: int, c: int, device: str = "") -> Callable[[Any],
     """
     import tensorflow as tf
 
-    def image(v):
-        return param.image(v, h, w, c)
+    def image(v, shift=None):
+        if shift is None:
+            return param.image(v, h, w, c)
+        return param.image(v, h, w, c, shift=shift)
 
     if isinstance(param, Fourier) and h * w >= XLA_MIN_PIXELS and "CPU" in device.upper():
         return tf.function(image, jit_compile=True, autograph=False, reduce_retracing=True)

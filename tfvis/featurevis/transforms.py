@@ -14,6 +14,9 @@ host from each image's own seeded generator, so an image's transforms depend on 
 * `Roll` shifts with wrap-around by up to the whole image (DeepDream's random roll, which
   hides tile seams), exactly; combined with `Scale` / `Rotate` the roll is applied first and
   the other transforms then reflect at the borders of the rolled image.
+* `Fourier` images are periodic: integer shifts alone (`Jitter`, `Roll`, `only_shifts`) shift
+  them circularly, as a phase ramp on the spectrum inside the rendering (`circular_shift`; no
+  resampling, nearly free). With `Scale` / `Rotate` they go through the one resampling above.
 
 The gradient is the op's registered one: the inverse warp of the incoming gradient (one op,
 as cheap as the forward). For integer shifts it is exact away from the borders; for scale /
@@ -98,6 +101,40 @@ def _translation(ty, tx):
     return tf.stack([one, zero, tx, zero, one, ty, zero, zero], axis=1)
 
 
+def only_shifts(transforms: Sequence) -> bool:
+    """Whether ``transforms`` are integer shifts only (`Jitter`, `Roll`), with at least one."""
+    return bool(transforms) and all(isinstance(t, (Jitter, Roll)) for t in transforms)
+
+
+def _shifts(draws, transforms: Sequence, h: int, w: int):
+    """Per-image jitter ``(ty, tx)`` and roll ``(ry, rx)`` (None without `Roll`) from
+    ``draws``; a roll is taken in [-side/2, side/2), within one period of the image (where
+    TF's WRAP mode is exact)."""
+    import tensorflow as tf
+
+    ty = tx = tf.zeros_like(draws[:, 0])
+    roll = None
+    for t in transforms:
+        if isinstance(t, Jitter):
+            ty = tf.round((draws[:, 0] * 2 - 1) * t.pixels)
+            tx = tf.round((draws[:, 1] * 2 - 1) * t.pixels)
+        elif isinstance(t, Roll):
+            ry, rx = tf.floor(draws[:, 4] * h), tf.floor(draws[:, 5] * w)
+            roll = (tf.where(ry >= h / 2.0, ry - h, ry), tf.where(rx >= w / 2.0, rx - w, rx))
+    return (ty, tx), roll
+
+
+def circular_shift(draws, transforms: Sequence, h: int, w: int):
+    """``(N, 2)`` integer shifts (rows, columns) of `only_shifts` transforms, wrapping around:
+    what `Fourier` images get as a phase ramp instead of a resampling."""
+    import tensorflow as tf
+
+    (ty, tx), roll = _shifts(draws, transforms, h, w)
+    if roll is not None:
+        ty, tx = ty + roll[0], tx + roll[1]
+    return tf.stack([ty, tx], axis=1)
+
+
 def apply(img, draws, transforms: Sequence):
     """Transforms ``img`` ``(N, H, W, C)`` with per-image parameters from ``draws``."""
     import tensorflow as tf
@@ -105,33 +142,22 @@ def apply(img, draws, transforms: Sequence):
     if not transforms:
         return img
     h, w = img.shape[1], img.shape[2]
-    n = tf.shape(img)[0]
     cy, cx = (h - 1) / 2.0, (w - 1) / 2.0
-    ty = tx = tf.zeros([n])
+    (ty, tx), roll = _shifts(draws, transforms, h, w)
     scale = angle = None
-    roll = None
     for t in transforms:
-        if isinstance(t, Jitter):
-            ty = tf.round((draws[:, 0] * 2 - 1) * t.pixels)
-            tx = tf.round((draws[:, 1] * 2 - 1) * t.pixels)
-        elif isinstance(t, Scale):
+        if isinstance(t, Scale):
             scale = t.low + draws[:, 2] * (t.high - t.low)
         elif isinstance(t, Rotate):
             angle = (draws[:, 3] * 2 - 1) * (t.degrees * np.pi / 180.0)
-        elif isinstance(t, Roll):
-            roll = (tf.floor(draws[:, 4] * h), tf.floor(draws[:, 5] * w))
     if roll is not None:
-        # a shift modulo the side, taken in [-side/2, side/2) so that the coordinates stay
-        # within one period of the image (where TF's WRAP mode is exact)
-        ry = tf.where(roll[0] >= h / 2.0, roll[0] - h, roll[0])
-        rx = tf.where(roll[1] >= w / 2.0, roll[1] - w, roll[1])
         if scale is None and angle is None:  # integer shifts only: one exact warp
-            return _warp(img, _translation(ty + ry, tx + rx), "NEAREST", "WRAP")
-        img = _warp(img, _translation(ry, rx), "NEAREST", "WRAP")
+            return _warp(img, _translation(ty + roll[0], tx + roll[1]), "NEAREST", "WRAP")
+        img = _warp(img, _translation(*roll), "NEAREST", "WRAP")
     if scale is None and angle is None:
         return _warp(img, _translation(ty, tx), "NEAREST", "REFLECT")
-    angle = tf.zeros([n]) if angle is None else angle
-    scale = tf.ones([n]) if scale is None else scale
+    angle = tf.zeros_like(ty) if angle is None else angle
+    scale = tf.ones_like(ty) if scale is None else scale
     cos, sin = tf.cos(angle) / scale, tf.sin(angle) / scale
     # input y = cos (y - cy) - sin (x - cx) + cy + ty, input x = sin (y - cy) + cos (x - cx)
     # + cx + tx: a rotation by the angle and a zoom about the centre, then the jitter
