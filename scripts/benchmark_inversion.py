@@ -5,7 +5,7 @@ Usage::
     python scripts/benchmark_inversion.py --quick    # under a minute: checks the script
     python scripts/benchmark_inversion.py            # the measurement (a few minutes on a CPU)
     python scripts/benchmark_inversion.py --out benchmarks/inversion_style.md
-    python scripts/benchmark_inversion.py --breakdown  # + inversion without / unfused priors
+    python scripts/benchmark_inversion.py --breakdown  # + inversion without priors
 
 Workloads: (i) the demo CNN (``tfvis.demo.build_model((64, 64, 3))``, untrained: the cost does
 not depend on the weights), 64x64, ``--images`` images (16); (ii)
@@ -52,7 +52,6 @@ import tensorflow as tf  # noqa: E402
 from tfvis.demo import build_model  # noqa: E402
 from tfvis.engine.compiled import compile_step  # noqa: E402
 from tfvis.featurevis import Inverter, StyleTransfer, Visualizer, objectives  # noqa: E402
-from tfvis.featurevis.inversion import prior  # noqa: E402
 from bench_common import environment, report, timed  # noqa: E402
 
 
@@ -108,7 +107,7 @@ def main(argv=None) -> int:
     parser.add_argument("--workloads", nargs="+", default=["demo", "vgg16"],
                         choices=["demo", "vgg16"])
     parser.add_argument("--breakdown", action="store_true",
-                        help="also inversion without priors, and with unfused priors")
+                        help="also inversion without priors")
     parser.add_argument("--out", help="write the Markdown report here")
     args = parser.parse_args(argv)
     if args.quick:
@@ -134,14 +133,12 @@ def main(argv=None) -> int:
         contenders["floor (inversion)"] = lambda f=floor: [f() for _ in range(steps)][-1].numpy()
         floors["inversion"] = "floor (inversion)"
         if args.breakdown:
-            for name, regs in (("inversion, no priors", []),
-                               ("inversion, priors op by op (not fused)",
-                                prior(side, side))):
-                variant = Visualizer(model, image_shape=content.shape[1:], param=inverter.param,
-                                     regularizers=regs, transforms=())
-                first[name] = timed(lambda v=variant: v.run(objective, steps=1, verbose=0))[0]
-                contenders[name] = lambda v=variant: v.run(objective, steps=steps, verbose=0)
-                floors[name] = "floor (inversion)"
+            name = "inversion, no priors"
+            variant = Visualizer(model, image_shape=content.shape[1:], param=inverter.param,
+                                 regularizers=[], transforms=())
+            first[name] = timed(lambda: variant.run(objective, steps=1, verbose=0))[0]
+            contenders[name] = lambda: variant.run(objective, steps=steps, verbose=0)
+            floors[name] = "floor (inversion)"
         traces = inverter.traces
         again = timed(lambda: inverter.run(other, steps=1, verbose=0))[0]
         ok &= inverter.traces == traces
@@ -252,9 +249,8 @@ plus the gradient to the input, for the same batch; a step also reads the clippe
 image, evaluates the objective (squared feature distance; Gram matrices), the priors
 (alpha-norm and TV^2 for inversion), runs Adam and clips. Target: at most 1.15x the floor.
 With ``--breakdown``: "inversion, no priors" is the loop with the feature term alone (so
-its ratio is Adam, the clip and the objective over the floor); "priors op by op (not
-fused)" runs the same priors as separate TensorFlow kernels instead of inside one XLA
-cluster (`tfvis.featurevis.inversion.Fused`, what `Inverter` uses on a CPU).
+its ratio is Adam, the clip and the objective over the floor; the priors' closed-form
+gradients, `tfvis.featurevis.regularizers`, are the rest).
 """
 
 if __name__ == "__main__":

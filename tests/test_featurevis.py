@@ -76,6 +76,13 @@ def test_total_variation_value_and_gradient(beta):
         pytest.approx(5.0)
     constant = tf.fill((2, 6, 7, 3), 0.3)
     assert np.all(reg.penalty(constant).numpy() == 0.0)
+    # the closed-form gradient of a flat image is a subgradient (0), never NaN, even
+    # without eps
+    for eps in (0.0, 1e-8):
+        with tf.GradientTape() as tape:
+            tape.watch(constant)
+            flat = R.TotalVariation(1.0, beta=beta, eps=eps).penalty(constant)
+        assert np.all(tape.gradient(flat, constant).numpy() == 0.0)
 
 
 @pytest.mark.parametrize("alpha", [2.0, 6.0])

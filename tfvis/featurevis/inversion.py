@@ -17,9 +17,9 @@ Everything runs on the one optimisation loop (`loop.Visualizer`): the feature te
 same shape reuse the compiled step), the regularisers are `regularizers.AlphaNorm` and
 `regularizers.TotalVariation`, the parameterisation is plain pixels and there are no random
 transforms. Images are optimised in display space [0, 1]; the model's input convention
-(``input_range`` / ``preprocess``) is applied inside the graph. On a CPU the two priors run
-inside one XLA cluster (`Fused`): as separate TensorFlow kernels they cost as much as a step
-of a small CNN.
+(``input_range`` / ``preprocess``) is applied inside the graph. The two priors have
+closed-form gradients (`regularizers`): by autodiff, op by op, they cost as much as a step of
+a small CNN.
 """
 
 from __future__ import annotations
@@ -79,36 +79,6 @@ def prior(
         out.append(reg_lib.TotalVariation(float(lambda_tv) / (pixels * variation ** beta),
                                           float(beta)))
     return out
-
-
-@dataclass(frozen=True)
-class Fused:
-    """Penalties summed inside one XLA cluster on a CPU (their values unchanged).
-
-    TensorFlow's kernels run the total variation's four shifted slices and their gradients
-    (strided-slice gradients: zero-filled copies) op by op, ~16 ms of CPU for 16 images of
-    64x64 with the alpha-norm, as much as a step of the demo CNN itself; XLA fuses them (~8 ms,
-    of which ~6 ms is the alpha-norm's ``pow``). XLA on a CPU is deterministic; with a GPU
-    the penalties run as they are.
-
-    Attributes:
-      parts: objects with a ``penalty(img) -> (N,)`` method (`tfvis.featurevis.regularizers`).
-    """
-
-    parts: tuple[Any, ...]
-
-    def total(self, img):
-        out = self.parts[0].penalty(img)
-        for part in self.parts[1:]:
-            out = out + part.penalty(img)
-        return out
-
-    def penalty(self, img):
-        import tensorflow as tf
-
-        if tf.config.list_physical_devices("GPU"):
-            return self.total(img)
-        return tf.function(self.total, jit_compile=True, autograph=False)(img)
 
 
 def check_images(images: Any, model, what: str = "images") -> np.ndarray:
@@ -253,7 +223,7 @@ class Inverter:
     def _make_visualizer(self, shape: tuple[int, ...]) -> Visualizer:
         penalties = prior(shape[0], shape[1], **self.prior)
         return Visualizer(self.model, image_shape=shape, param=self.param,
-                          regularizers=[Fused(tuple(penalties))] if penalties else [],
+                          regularizers=penalties,
                           transforms=(), **self.options)
 
     def visualizer(self, shape: Sequence[int]) -> Visualizer:

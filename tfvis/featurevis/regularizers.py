@@ -22,6 +22,40 @@ def _sum(x):
     return tf.reduce_sum(x, list(range(1, x.shape.rank)))
 
 
+def _closed_form(img, value_and_grad):
+    """``value`` ``(N,)`` of ``value_and_grad(img) -> (value, d sum(value) / d img)``, with
+    that closed-form gradient: one pass of element-wise kernels where autodiff builds the
+    slices' and powers' gradients op by op (~1.5x the time, as much as a tenth of a small
+    CNN's step)."""
+    import tensorflow as tf
+
+    @tf.custom_gradient
+    def penalty(x):
+        value, grad = value_and_grad(x)
+
+        def backward(g):
+            return tf.reshape(g, [-1] + [1] * (x.shape.rank - 1)) * grad
+
+        return value, backward
+
+    return penalty(img)
+
+
+def _power(x, k: int):
+    """``x ** k`` for an integer ``k >= 0`` as products (square and multiply): pow's exp/log
+    is several times dearer, and it needs no special case at 0."""
+    import tensorflow as tf
+
+    out, base = None, x
+    while k:
+        if k & 1:
+            out = base if out is None else out * base
+        k >>= 1
+        if k:
+            base = base * base
+    return tf.ones_like(x) if out is None else out
+
+
 @dataclass(frozen=True)
 class L1:
     """``weight * sum |I - center|``."""
@@ -60,20 +94,20 @@ class AlphaNorm:
     def penalty(self, img):
         import tensorflow as tf
 
-        d = tf.abs(img - self.center)
         a = float(self.alpha)
-        if not (a.is_integer() and 1 <= a <= 16):
-            return self.weight * _sum(tf.pow(d, a))
-        # an integer power as products (square and multiply): pow's exp/log is several
-        # times dearer, and its gradient at 0 needs no special case here
-        k, out, base = int(a), None, d
-        while k:
-            if k & 1:
-                out = base if out is None else out * base
-            k >>= 1
-            if k:
-                base = base * base
-        return self.weight * _sum(out)
+
+        def value_and_grad(x):
+            d = x - self.center
+            m = tf.abs(d)
+            if a.is_integer() and 1 <= a <= 16:
+                below = _power(m, int(a) - 1)  # |d|^(a-1)
+                value = below * m
+            else:
+                below = tf.pow(m, a - 1.0)
+                value = tf.pow(m, a)
+            return self.weight * _sum(value), (self.weight * a) * below * tf.sign(d)
+
+        return _closed_form(img, value_and_grad)
 
 
 @dataclass(frozen=True)
@@ -94,14 +128,28 @@ class TotalVariation:
     def penalty(self, img):
         import tensorflow as tf
 
-        dx = img[:, :-1, 1:, :] - img[:, :-1, :-1, :]
-        dy = img[:, 1:, :-1, :] - img[:, :-1, :-1, :]
-        sq = tf.square(dx) + tf.square(dy)
-        if self.beta == 2.0:
-            return self.weight * _sum(sq)
+        half = self.beta / 2.0
         eps = self.eps if self.beta < 2 else 0.0
-        floor = tf.pow(tf.zeros_like(sq) + eps, self.beta / 2.0)  # same rounding as sq = 0
-        return self.weight * _sum(tf.pow(sq + eps, self.beta / 2.0) - floor)
+
+        def value_and_grad(x):
+            dx = x[:, :-1, 1:, :] - x[:, :-1, :-1, :]
+            dy = x[:, 1:, :-1, :] - x[:, :-1, :-1, :]
+            sq = tf.square(dx) + tf.square(dy)
+            if self.beta == 2.0:
+                value, slope = sq, 2.0 * self.weight
+            else:
+                floor = tf.pow(tf.zeros_like(sq) + eps, half)  # same rounding as sq = 0
+                value = tf.pow(sq + eps, half) - floor
+                # d/d sq; 0 where sq + eps = 0 (beta < 2 without eps: a subgradient, no NaN)
+                slope = tf.where(sq + eps > 0, (2.0 * self.weight * half) *
+                                 tf.pow(tf.maximum(sq + eps, 1e-30), half - 1.0), 0.0)
+            gx, gy = slope * dx, slope * dy
+            pad = [[0, 0], [0, 1], [0, 1], [0, 0]]
+            grad = (tf.pad(gx, [[0, 0], [0, 1], [1, 0], [0, 0]]) - tf.pad(gx + gy, pad)
+                    + tf.pad(gy, [[0, 0], [1, 0], [0, 1], [0, 0]]))
+            return self.weight * _sum(value), grad
+
+        return _closed_form(img, value_and_grad)
 
 
 def total_variation_np(img: np.ndarray, beta: float = 2.0, eps: float = 0.0) -> np.ndarray:
