@@ -333,3 +333,31 @@ def test_xla_rendered_runs_are_seeded_and_batch_invariant():
     traces = vis.traces
     vis.run(O.channel("c2", [4, 3]), steps=1, verbose=0)
     assert vis.traces == traces
+
+
+def test_default_adam_is_keras_adam_in_one_kernel():
+    from tfvis.featurevis.adam import Adam
+
+    rng = np.random.default_rng(0)
+    start = rng.normal(size=(3, 5, 4)).astype("float32")
+    grads = [tf.constant(rng.normal(size=start.shape).astype("float32")) for _ in range(6)]
+    ours, theirs = tf.Variable(start), tf.Variable(start)
+    fused, reference = Adam(0.05), keras.optimizers.Adam(0.05)
+    fused.build([ours])
+    reference.build([theirs])
+    for g in grads:
+        fused.apply_gradients([(g, ours)])
+        reference.apply_gradients([(g, theirs)])
+        np.testing.assert_allclose(ours.numpy(), theirs.numpy(), rtol=1e-5, atol=2e-6)
+    assert float(fused.variables[0].numpy()) == 6.0
+    assert not np.allclose(ours.numpy(), start)
+    # a Visualizer run resets the state: the same seed gives the same images twice
+    model = gap_dense_model()
+    vis = Visualizer(model, param="pixel", transforms=())
+    a = vis.run(O.channel("c2", range(2)), steps=4, seed=1, verbose=0)
+    b = vis.run(O.channel("c2", range(2)), steps=4, seed=1, verbose=0)
+    assert np.array_equal(a.images, b.images)
+    with_keras = Visualizer(model, param="pixel", transforms=(),
+                            optimizer=keras.optimizers.Adam(0.05))
+    c = with_keras.run(O.channel("c2", range(2)), steps=4, seed=1, verbose=0)
+    np.testing.assert_allclose(a.images, c.images, rtol=0, atol=1e-5)

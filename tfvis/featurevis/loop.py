@@ -29,6 +29,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from tfvis.featurevis import adam as adam_lib
 from tfvis.featurevis import params as params_lib
 from tfvis.featurevis import regularizers as reg_lib
 from tfvis.featurevis import transforms as tf_lib
@@ -83,7 +84,8 @@ class Visualizer:
       preprocess: a function applied after the range mapping, inside the graph
         (``keras.applications.vgg16.preprocess_input``).
       optimizer: a `keras.optimizers.Optimizer` (copied from its config for each batch
-        shape, the instance itself is not used); default Adam(``learning_rate``).
+        shape, the instance itself is not used); default Adam(``learning_rate``), Keras's
+        update as one fused kernel (`tfvis.featurevis.adam`).
       learning_rate: for the default Adam.
       normalize_gradients: divide each image's gradient by its mean absolute value (the
         classic DeepDream step).
@@ -177,7 +179,7 @@ class Visualizer:
         var = tf.Variable(tf.zeros(self.param.variable_shape(batch, *shape)), trainable=True,
                           name="featurevis_image")
         if self.optimizer is None:
-            opt = keras.optimizers.Adam(self.learning_rate)
+            opt = adam_lib.Adam(self.learning_rate)  # Keras's Adam as one fused kernel
         else:
             if not isinstance(self.optimizer, keras.optimizers.Optimizer):
                 raise TypeError(f"optimizer must be a keras.optimizers.Optimizer, got "
