@@ -60,10 +60,12 @@ set of transforms).
 ``--pieces`` times, alone, what a tfvis step adds to the floor, forward + backward for 64 images
 at 64x64 and 128x128 (process CPU time in ms, the least over interleaved rounds): the Fourier
 rendering with TensorFlow's kernels op by op and as the step runs it on a CPU (one XLA
-cluster, `tfvis.featurevis.params.renderer`), the resampling (jitter + scale + rotate) and Adam
-on the spectrum; then whole runs of 1 and 11 steps on a model that costs next to nothing (a
-strided 1x1 convolution with 64 channels; medians over rounds): their difference / 10 is what
-a step adds beyond the model, the rest the set-up of a call. With ``--others`` xplique's run
+cluster, `tfvis.featurevis.params.renderer`), that cluster with the jitter as a phase ramp,
+the resampling (jitter + scale + rotate) and Adam on the spectrum (Keras's kernels, and
+`tfvis.featurevis.adam`'s one fused kernel, the default); then whole runs of 1 and 11 steps
+(default transforms, and jitter only) on a model that costs next to nothing (a strided 1x1
+convolution with 64 channels; medians over rounds): their difference / 10 is what a step adds
+beyond the model, the rest the set-up of a call. With ``--others`` xplique's run
 (as timed in the table) is measured the same way. This does not depend on the model, so it
 is far less noisy than the ratios on a shared machine.
 
@@ -91,6 +93,7 @@ import tensorflow as tf  # noqa: E402
 from tfvis.demo import build_model  # noqa: E402
 from tfvis.featurevis import Visualizer, objectives  # noqa: E402
 from tfvis.featurevis import params as params_lib  # noqa: E402
+from tfvis.featurevis.adam import Adam  # noqa: E402
 from tfvis.featurevis import transforms as tf_lib  # noqa: E402
 from bench_common import environment, report, timed  # noqa: E402
 
@@ -215,7 +218,10 @@ def bare_steps(n: int, side: int, others: bool, rounds: int) -> dict:
     inp = keras.Input((side, side, 3))
     model = keras.Model(inp, keras.layers.Conv2D(n, 1, strides=16, name="c")(inp))
     vis = Visualizer(model)
-    runs = {"tfvis": lambda k: vis.run(objectives.channel("c", range(n)), steps=k, verbose=0)}
+    jitter = Visualizer(model, transforms=(tf_lib.Jitter(max(1, side // 32)),))
+    runs = {"tfvis": lambda k: vis.run(objectives.channel("c", range(n)), steps=k, verbose=0),
+            "tfvis, jitter only": lambda k: jitter.run(objectives.channel("c", range(n)),
+                                                       steps=k, verbose=0)}
     if others:
         runs["xplique 2.0.2"] = xplique_contender(model, "c", n, side, list(range(n)))[1]
     times = {(name, k): [] for name in runs for k in (1, 11)}
@@ -254,24 +260,30 @@ def pieces(n: int, others: bool, sides=(64, 128), rounds: int = 9) -> str:
                 return tape.gradient(total, var)
             return run
 
-        opt = keras.optimizers.Adam(0.05)
-        opt.build([spectrum])
         grad = tf.constant(rng.normal(size=spectrum.shape).astype(np.float32))
 
-        @tf.function(autograph=False)
-        def adam():
-            opt.apply_gradients([(grad, spectrum)])
-            return tf.constant(0)
+        def adam(opt):
+            opt.build([spectrum])
+
+            @tf.function(autograph=False)
+            def run():
+                opt.apply_gradients([(grad, spectrum)])
+                return tf.constant(0)
+            return run
+
+        render = params_lib.renderer(param, side, side, 3, device="/device:CPU:0")
+        shift = tf_lib.circular_shift(draws, (tf_lib.Jitter(max(1, side // 32)),), side, side)
 
         cases = {
             "Fourier rendering, TensorFlow kernels op by op":
                 backward(lambda v: param.image(v, side, side, 3), spectrum),
-            "Fourier rendering, one XLA cluster (the step on a CPU)":
-                backward(params_lib.renderer(param, side, side, 3, device="/device:CPU:0"),
-                         spectrum),
+            "Fourier rendering, one XLA cluster (the step on a CPU)": backward(render, spectrum),
+            "Fourier rendering + jitter as a phase ramp, one XLA cluster":
+                backward(lambda v: render(v, shift), spectrum),
             "resampling, jitter + scale + rotate (ImageProjectiveTransformV3)":
                 backward(lambda x: tf_lib.apply(x, draws, transforms), image),
-            "Adam on the spectrum": adam,
+            "Adam on the spectrum, Keras's kernels": adam(keras.optimizers.Adam(0.05)),
+            "Adam on the spectrum, one fused kernel (tfvis's default)": adam(Adam(0.05)),
         }
         best = {name: float("inf") for name in cases}
         for fn in cases.values():

@@ -10,11 +10,12 @@ One step, all inside one `tf.function`:
 1. image = param(variables)                            display space, [0, 1]
    (`params.renderer`: one XLA cluster for Fourier images on a CPU)
 2. x = transforms(image, draws)                        jitter / scale / rotate / roll, seeded
+   (Fourier images with integer shifts only: a phase ramp inside step 1, no resampling)
 3. scores = objective(capture(model, preprocess(x)))   only the layers it needs run
    (tile by tile when ``tile_size`` is set: d scores / d x is assembled from tiles)
 4. loss = -sum(scores - penalties(image))
-5. optimiser step on the variables, parameterisation's projection (clip), pixel edits
-   (blur / clipping) every k steps
+5. optimiser step on the variables (default: Keras's Adam as one fused kernel, `adam`),
+   parameterisation's projection (clip), pixel edits (blur / clipping) every k steps
 
 Objective arguments (channels, classes, directions, weights) are step inputs, so a second run
 with other channels or classes reuses the trace. The user's model is only called (through
