@@ -38,6 +38,7 @@ import tensorflow as tf  # noqa: E402
 
 import tfvis  # noqa: E402
 from tfvis.surgery import capture, layer_table, run_graph  # noqa: E402
+from bench_common import environment  # noqa: E402
 
 
 def contenders(model, layer: str) -> dict:
@@ -96,7 +97,6 @@ def main(argv=None) -> int:
             times[name].append(timed(fn, x))
     median = {name: statistics.median(t) for name, t in times.items()}
 
-    device = "GPU" if tf.config.list_physical_devices("GPU") else f"CPU ({os.cpu_count()} cores)"
     command = "python scripts/benchmark_capture.py " + shlex.join(sys.argv[1:] if argv is None
                                                                   else argv)
     lines = [
@@ -104,7 +104,7 @@ def main(argv=None) -> int:
         "",
         f"ResNet50(weights=None), {size}x{size}, batch {args.batch}, capturing "
         f"`{args.layer}` (call site {position} of {len(paths)}); tfvis {tfvis.__version__}, "
-        f"TensorFlow {tf.__version__}, Keras {keras.__version__}, {device}; "
+        f"{environment()}; "
         f"{rounds} interleaved rounds, medians.",
         "",
         "| contender | ms / batch (median) | x forward | first call s (trace if compiled) |",

@@ -37,7 +37,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import platform
 import statistics
 import sys
 import time
@@ -49,6 +48,7 @@ import tensorflow as tf  # noqa: E402
 
 from tfvis.demo import build_model  # noqa: E402
 from tfvis.metrics.deletion import Deletion, Insertion  # noqa: E402
+from bench_common import environment  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -147,9 +147,7 @@ def main(argv=None) -> int:
         f"**{ratio:.3f}x** | {min(ratios):.3f} / {max(ratios):.3f} | "
         f"{statistics.median(cpu_ratios):.3f}x | {first:.3f} |",
     ])
-    device = "GPU" if tf.config.list_physical_devices("GPU") else f"CPU ({os.cpu_count()} cores)"
-    header = (f"{args.rounds} rounds; TensorFlow {tf.__version__}, Python "
-              f"{platform.python_version()}, {device}")
+    header = f"{args.rounds} rounds; {environment()}"
     if others:
         table += (f"\n| xplique 2.0.2, same work | {perturbed} | - | "
                   f"{statistics.median(other_s):.3f} | - | "

@@ -361,3 +361,27 @@ def test_default_adam_is_keras_adam_in_one_kernel():
                             optimizer=keras.optimizers.Adam(0.05))
     c = with_keras.run(O.channel("c2", range(2)), steps=4, seed=1, verbose=0)
     np.testing.assert_allclose(a.images, c.images, rtol=0, atol=1e-5)
+
+
+def test_a_run_stops_early_when_asked_and_carries_its_state():
+    model = gap_dense_model()
+    vis = Visualizer(model, param="pixel")
+    seen = []
+
+    def stop(images):
+        seen.append(images.copy())
+        return len(seen) == 2  # the second check ends the run
+
+    early = vis.run(O.channel("c2", range(2)), steps=20, seed=4, verbose=0, stop=stop,
+                    stop_every=3)
+    assert early.values.shape == (6, 2) and early.losses.shape == (6, 2)
+    assert [s.shape for s in seen] == [(2, 16, 20, 3)] * 2
+    assert all(s.min() >= 0 and s.max() <= 1 for s in seen)
+    # the same as a 6-step run: the optimiser and the transforms' draws carried on
+    six = vis.run(O.channel("c2", range(2)), steps=6, seed=4, verbose=0)
+    assert np.array_equal(early.images, six.images) and np.array_equal(seen[1], six.images)
+    never = vis.run(O.channel("c2", range(2)), steps=7, seed=4, verbose=0,
+                    stop=lambda images: False, stop_every=2)
+    assert never.values.shape == (7, 2)
+    with pytest.raises(ValueError, match="stop_every"):
+        vis.run(O.channel("c2", 0), steps=2, verbose=0, stop=stop, stop_every=0)

@@ -57,8 +57,8 @@ def fooling_image(
     Gradient ascent on ``log p(target | image)`` (logits: a final softmax is bypassed) from
     seeded uniform noise, one image per class in one batch. Every ``check_every`` steps the
     images are scored (untransformed); the run stops when every image has passed
-    ``threshold`` or after ``steps`` steps. Each check restarts the optimiser's moments
-    from the current images (``check_every=steps`` checks only at the end).
+    ``threshold`` or after ``steps`` steps (one run: the optimiser's moments carry on across
+    checks; ``check_every=steps`` checks only at the end).
 
     Args:
       model: a functional or Sequential Keras classifier; never modified.
@@ -77,7 +77,7 @@ def fooling_image(
       image_shape: ``(H, W)`` or ``(H, W, C)``; default the model's input shape.
       input_range, preprocess: the model's input convention (see `tfvis.visualize`).
       seed: image i uses ``seed + i`` (None means 0) or the i-th of a list.
-      verbose: 1 shows a progress bar per check interval, 0 is quiet.
+      verbose: 1 shows a progress bar, 0 is quiet.
 
     Returns:
       A `Visualization` whose ``values`` are the target's log-probability per step (on the
@@ -106,29 +106,23 @@ def fooling_image(
                      optimizer=optimizer, learning_rate=learning_rate)
     n = len(classes)
     seeds = image_seeds(seed, n)
-    images = _start_images(start, seeds, vis.shape)
-    values, losses, used = [], [], 0
-    final = np.zeros(n, np.float32)
-    while used < steps:
-        k = min(check_every, steps - used)
-        run = vis.run(objective, steps=k, batch=n, start=images, seed=list(seeds),
-                      seed_offset=0, verbose=verbose)
-        # a later interval draws new transforms: shift the seeds (the start is given)
-        seeds = tuple(s + 7919 for s in seeds)
-        images = run.images
-        values.append(run.values)
-        losses.append(run.losses)
-        used += k
-        final = np.exp(score_images(model, objective, images, input_range=input_range,
-                                    preprocess=preprocess)).astype(np.float32)
-        if np.all(final >= threshold):
-            break
-    vals = np.concatenate(values).astype(np.float32)
+
+    def probability(images: np.ndarray) -> np.ndarray:
+        return np.exp(score_images(model, objective, images, input_range=input_range,
+                                   preprocess=preprocess)).astype(np.float32)
+
+    run = vis.run(objective, steps=steps, batch=n, start=_start_images(start, seeds, vis.shape),
+                  seed=list(seeds), seed_offset=0, verbose=verbose,
+                  stop=lambda images: bool(np.all(probability(images) >= threshold)),
+                  stop_every=check_every)
+    images, used = run.images, len(run.values)
+    final = probability(images)
+    vals = run.values.astype(np.float32)
     probs = np.exp(vals).astype(np.float32)
     passed = probs >= threshold
     first = np.where(passed.any(0), passed.argmax(0), -1)
     return Visualization(
-        images, vals, np.concatenate(losses).astype(np.float32),
+        images, vals, run.losses.astype(np.float32),
         f"fooling {objective.description}", image_seeds(seed, n),
         tuple(f"class {int(c)}: p={p:.3f}" for c, p in zip(classes, final)),
         {"probabilities": probs, "final_probability": final, "reached": final >= threshold,

@@ -315,6 +315,11 @@ class Visualizer:
 
     # -- running -------------------------------------------------------------------------------
 
+    @staticmethod
+    def _images(state) -> np.ndarray:
+        """The current images, float32 in [0, 1]."""
+        return np.clip(np.asarray(state["render"](state["var"]), np.float32), 0.0, 1.0)
+
     def run(
         self,
         objective: Objective,
@@ -326,6 +331,8 @@ class Visualizer:
         seed_offset: int = 0,
         labels: Sequence[str] | None = None,
         verbose: int = 1,
+        stop: Callable[[np.ndarray], bool] | None = None,
+        stop_every: int = 1,
     ) -> Visualization:
         """Optimises a batch of images for ``objective``.
 
@@ -342,9 +349,13 @@ class Visualizer:
           seed_offset: added to an int seed (chunked runs keep one seed per image).
           labels: a title per image.
           verbose: 1 shows a progress bar, 0 is quiet.
+          stop: called every ``stop_every`` steps with the current images ``(N, H, W, C)``
+            in [0, 1]; the run ends early when it returns True (the optimiser's state
+            carries on between checks). None runs every step.
+          stop_every: steps between two calls of ``stop``.
 
         Returns:
-          A `Visualization`.
+          A `Visualization` (its ``values`` and ``losses`` have one row per step run).
         """
         import keras
         import tensorflow as tf
@@ -353,6 +364,8 @@ class Visualizer:
         steps = int(steps)
         if steps < 1:
             raise ValueError(f"steps must be >= 1, got {steps}")
+        if int(stop_every) < 1:
+            raise ValueError(f"stop_every must be >= 1, got {stop_every}")
         shape = self.shape
         if start is not None:
             start = np.asarray(start, np.float32)
@@ -407,8 +420,10 @@ class Visualizer:
             totals.append(total)
             if bar is not None:
                 bar.update(t + 1)
-        images = state["render"](state["var"])
-        images = np.clip(np.asarray(images, np.float32), 0.0, 1.0)
+            if stop is not None and (t + 1) % stop_every == 0 and t + 1 < steps:
+                if stop(self._images(state)):
+                    break
+        images = self._images(state)
         vals = np.stack([np.asarray(v) for v in values]).astype(np.float32)
         losses = -np.stack([np.asarray(v) for v in totals]).astype(np.float32)
         return Visualization(images, vals, losses, objective.description, seeds,
