@@ -218,10 +218,10 @@ def renderer(param, h: int, w: int, c: int, device: str = "") -> Callable[..., A
 
     On a CPU (``device``: the variable's device string), for Fourier images of at least
     `XLA_MIN_PIXELS` pixels, the rendering and its gradient run as one XLA cluster
-    (``jit_compile``): the scale, inverse real FFT, colour mixing and sigmoid fused, 2-2.4x
-    less CPU time than TensorFlow's kernels op by op (64 images, forward + backward: ~9 ms
-    instead of ~22 ms at 64x64, ~55 ms instead of ~108 ms at 128x128; see
-    benchmarks/featurevis.md). Compiling costs ~0.5 s of CPU once per batch shape, which a
+    (`XlaRenderer`): the scale, a shift's phase ramp, inverse real FFT, colour mixing and
+    sigmoid fused, 2-2.4x less CPU time than TensorFlow's kernels op by op (64 images,
+    forward + backward: ~9 ms instead of ~22 ms at 64x64, ~42 ms instead of ~100 ms at
+    128x128; see benchmarks/featurevis.md). Compiling costs ~0.5 s of CPU once per batch shape, which a
     batch of such images earns back within tens of steps; smaller images keep the plain
     kernels. The choice depends on the image size only, never on the batch, so an image does
     not depend on the batch it is optimised in; XLA on a CPU is deterministic, so the same
