@@ -1,4 +1,5 @@
-"""What the optimisation benchmarks share: one timing, and one way to write their report.
+"""What the optimisation benchmarks share: one timing, interleaved rounds, ratios, and one way
+to write their report.
 
 Imported by ``scripts/benchmark_featurevis.py``, ``benchmark_inversion.py`` and
 ``benchmark_adversarial.py`` (run as ``python scripts/<name>.py``, so this folder is on the
@@ -9,9 +10,10 @@ from __future__ import annotations
 
 import os
 import platform
+import statistics
 import sys
 import time
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 
 def timed(fn: Callable[[], object]) -> tuple[float, float]:
@@ -19,6 +21,42 @@ def timed(fn: Callable[[], object]) -> tuple[float, float]:
     wall, cpu = time.perf_counter(), time.process_time()
     fn()
     return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def interleaved(contenders: Mapping[str, Callable[[], object]], rounds: int, label: str,
+                steps: int) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Runs every contender once per round, the order rotating every round (so none always
+    runs first or after the same neighbour), printing each round's seconds per step.
+
+    Returns:
+      ``(walls, cpus)``: wall and process CPU seconds per contender, one per round.
+    """
+    names = list(contenders)
+    walls: dict[str, list[float]] = {k: [] for k in names}
+    cpus: dict[str, list[float]] = {k: [] for k in names}
+    for r in range(rounds):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            wall, cpu = timed(contenders[name])
+            walls[name].append(wall)
+            cpus[name].append(cpu)
+        print(f"{label} round {r + 1}: " + ", ".join(
+            f"{k} {walls[k][-1] / steps:.4f} s/step" for k in names), flush=True)
+    return walls, cpus
+
+
+def ratios(times: Mapping[str, list[float]], name: str, base: str) -> list[float]:
+    """``name``'s time over ``base``'s, round by round."""
+    return [a / b for a, b in zip(times[name], times[base])]
+
+
+def ratio_cells(walls: Mapping[str, list[float]], cpus: Mapping[str, list[float]], name: str,
+                base: str, bold: bool = True) -> str:
+    """``"**1.234x** | 1.100 / 1.300 | 1.200x"``: the median wall-time ratio to ``base``, its
+    least and greatest round, and the median CPU-time ratio (table cells)."""
+    wall = ratios(walls, name, base)
+    median = f"{statistics.median(wall):.3f}x"
+    return (f"{f'**{median}**' if bold else median} | {min(wall):.3f} / {max(wall):.3f} | "
+            f"{statistics.median(ratios(cpus, name, base)):.3f}x")
 
 
 def environment() -> str:

@@ -48,7 +48,7 @@ import tensorflow as tf  # noqa: E402
 
 from tfvis.demo import build_model  # noqa: E402
 from tfvis.featurevis.adversarial import Attack  # noqa: E402
-from bench_common import environment, report, timed  # noqa: E402
+from bench_common import environment, interleaved, ratio_cells, report, timed  # noqa: E402
 
 EPS = 8 / 255
 
@@ -148,26 +148,13 @@ def main(argv=None) -> int:
             except Exception as error:  # noqa: BLE001 - report and go on
                 notes.append(f"{title}: ART skipped ({type(error).__name__}: {error})")
                 print(notes[-1], flush=True)
-        names = list(contenders)
-        times = {k: [] for k in names}
-        cpus = {k: [] for k in names}
-        for r in range(rounds):
-            order = names[r % len(names):] + names[:r % len(names)]
-            for name in order:
-                wall, cpu = timed(contenders[name])
-                times[name].append(wall)
-                cpus[name].append(cpu)
-            print(f"{title} round {r + 1}: " + ", ".join(
-                f"{k} {times[k][-1] / steps:.4f} s/step" for k in names), flush=True)
-        for name in names:
-            ratios = [t / f for t, f in zip(times[name], times["floor"])]
-            cpu_ratios = [t / f for t, f in zip(cpus[name], cpus["floor"])]
+        times, cpus = interleaved(contenders, rounds, title, steps)
+        for name in contenders:
             per_step = statistics.median(times[name]) / steps
             rows.append(
                 f"| {title} | {n} | {name} | {per_step:.4f} | "
                 + ("1 (floor) | - | -" if name == "floor" else
-                   f"**{statistics.median(ratios):.3f}x** | {min(ratios):.3f} / "
-                   f"{max(ratios):.3f} | {statistics.median(cpu_ratios):.3f}x")
+                   ratio_cells(times, cpus, name, "floor"))
                 + f" | {first[name]:.2f} |")
 
     header = (f"L-inf PGD, eps 8/255, {steps} steps per call, {args.rounds} rounds (demo CNN) / "

@@ -95,7 +95,7 @@ from tfvis.featurevis import Visualizer, objectives  # noqa: E402
 from tfvis.featurevis import params as params_lib  # noqa: E402
 from tfvis.featurevis.adam import Adam  # noqa: E402
 from tfvis.featurevis import transforms as tf_lib  # noqa: E402
-from bench_common import environment, report, timed  # noqa: E402
+from bench_common import environment, interleaved, ratio_cells, report, timed  # noqa: E402
 
 
 def describe(channels) -> str:
@@ -387,26 +387,12 @@ def main(argv=None) -> int:
                     print(notes[-1], flush=True)
         full = full_floor(model, n, side, floor) if args.full_floor else None
 
-        names = list(contenders)
-        times = {k: [] for k in names}
-        cpus = {k: [] for k in names}
-        for r in range(args.rounds):
-            order = names[r % len(names):] + names[:r % len(names)]
-            for name in order:
-                wall, cpu = timed(contenders[name])
-                times[name].append(wall)
-                cpus[name].append(cpu)
-            print(f"{title} round {r + 1}: " + ", ".join(
-                f"{k} {times[k][-1] / steps:.3f} s/step" for k in names), flush=True)
-        for name in names:
-            ratios = [t / f for t, f in zip(times[name], times["floor"])]
-            cpu_ratios = [t / f for t, f in zip(cpus[name], cpus["floor"])]
+        times, cpus = interleaved(contenders, args.rounds, title, steps)
+        for name in contenders:
             per_step = statistics.median(times[name]) / steps
             rows.append(
                 f"| {title} | {name} | {per_step:.3f} | {1000 * per_step / n:.2f} | "
-                + ("1 (floor)" if name == "floor" else
-                   f"**{statistics.median(ratios):.3f}x** | {min(ratios):.3f} / "
-                   f"{max(ratios):.3f} | {statistics.median(cpu_ratios):.3f}x")
+                + ("1 (floor)" if name == "floor" else ratio_cells(times, cpus, name, "floor"))
                 + (" | - | -" if name == "floor" else "")
                 + f" | {first[name]:.2f} |")
         if full is not None:

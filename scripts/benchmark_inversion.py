@@ -52,7 +52,8 @@ import tensorflow as tf  # noqa: E402
 from tfvis.demo import build_model  # noqa: E402
 from tfvis.engine.compiled import compile_step  # noqa: E402
 from tfvis.featurevis import Inverter, StyleTransfer, Visualizer, objectives  # noqa: E402
-from bench_common import environment, report, timed  # noqa: E402
+from bench_common import (environment, interleaved, ratio_cells, ratios, report,  # noqa: E402
+                          timed)
 
 
 def floor_step(model, layers, x, grams=()):
@@ -177,43 +178,26 @@ def main(argv=None) -> int:
         first["full-model floor"] = timed(lambda: full().numpy())[0]
         contenders["full-model floor"] = lambda f=full: [f() for _ in range(steps)][-1].numpy()
 
-        names = list(contenders)
-        walls = {k: [] for k in names}
-        cpus = {k: [] for k in names}
-        for r in range(args.rounds):
-            order = names[r % len(names):] + names[:r % len(names)]
-            for name in order:
-                wall, cpu = timed(contenders[name])
-                walls[name].append(wall)
-                cpus[name].append(cpu)
-            print(f"{title} round {r + 1}: " + ", ".join(
-                f"{k} {walls[k][-1] / steps:.4f} s/step" for k in names), flush=True)
-        for name in names:
+        walls, cpus = interleaved(contenders, args.rounds, title, steps)
+        for name in contenders:
             per_step = statistics.median(walls[name]) / steps
             base = floors.get(name)
             if name == "floor + Gram matrices":
-                ratios = [a / b for a, b in zip(walls[name], walls["floor (style)"])]
-                cpu_ratios = [a / b for a, b in zip(cpus[name], cpus["floor (style)"])]
+                cells = ratio_cells(walls, cpus, name, "floor (style)", bold=False)
                 rows.append(f"| {title} | {name} (reference: vs floor (style)) | {per_step:.4f} | "
-                            f"{statistics.median(ratios):.3f}x | {min(ratios):.3f} / "
-                            f"{max(ratios):.3f} | {statistics.median(cpu_ratios):.3f}x | "
-                            f"{first[name]:.2f} |")
-                ratios = [a / b for a, b in zip(walls["style transfer"], walls[name])]
-                cpu_ratios = [a / b for a, b in zip(cpus["style transfer"], cpus[name])]
-                notes.append(f"{title}: style transfer / (floor + Gram matrices): "
-                             f"{statistics.median(ratios):.3f}x wall, "
-                             f"{statistics.median(cpu_ratios):.3f}x CPU (medians)")
+                            f"{cells} | {first[name]:.2f} |")
+                notes.append(
+                    f"{title}: style transfer / (floor + Gram matrices): "
+                    f"{statistics.median(ratios(walls, 'style transfer', name)):.3f}x wall, "
+                    f"{statistics.median(ratios(cpus, 'style transfer', name)):.3f}x CPU "
+                    "(medians)")
                 continue
             if base is None:
                 rows.append(f"| {title} | {name} | {per_step:.4f} | - | - | - | "
                             f"{first[name]:.2f} |")
                 continue
-            ratios = [a / b for a, b in zip(walls[name], walls[base])]
-            cpu_ratios = [a / b for a, b in zip(cpus[name], cpus[base])]
-            rows.append(
-                f"| {title} | {name} | {per_step:.4f} | **{statistics.median(ratios):.3f}x** | "
-                f"{min(ratios):.3f} / {max(ratios):.3f} | "
-                f"{statistics.median(cpu_ratios):.3f}x | {first[name]:.2f} |")
+            rows.append(f"| {title} | {name} | {per_step:.4f} | "
+                        f"{ratio_cells(walls, cpus, name, base)} | {first[name]:.2f} |")
 
     try:
         load = "load average " + " / ".join(f"{v:.1f}" for v in os.getloadavg())

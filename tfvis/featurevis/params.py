@@ -221,9 +221,9 @@ def renderer(param, h: int, w: int, c: int, device: str = "") -> Callable[..., A
     (`XlaRenderer`): the scale, a shift's phase ramp, inverse real FFT, colour mixing and
     sigmoid fused, 2-2.4x less CPU time than TensorFlow's kernels op by op (64 images,
     forward + backward: ~9 ms instead of ~22 ms at 64x64, ~42 ms instead of ~100 ms at
-    128x128; see benchmarks/featurevis.md). Compiling costs ~0.5 s of CPU once per batch shape, which a
-    batch of such images earns back within tens of steps; smaller images keep the plain
-    kernels. The choice depends on the image size only, never on the batch, so an image does
+    128x128; see benchmarks/featurevis.md). Compiling costs ~0.5 s of CPU once per batch
+    shape, which a batch of such images earns back within tens of steps; smaller images keep
+    the plain kernels. The choice depends on the image size only, never on the batch, so an image does
     not depend on the batch it is optimised in; XLA on a CPU is deterministic, so the same
     seed still gives bitwise identical images. Elsewhere (GPU: cuFFT) and for `Pixel` (one
     sigmoid) it is the plain function.
