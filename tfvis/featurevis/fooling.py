@@ -107,23 +107,29 @@ def fooling_image(
     n = len(classes)
     seeds = image_seeds(seed, n)
 
+    checked: list[np.ndarray] = []  # the probabilities of the last check
+
     def probability(images: np.ndarray) -> np.ndarray:
         return np.exp(score_images(model, objective, images, input_range=input_range,
                                    preprocess=preprocess)).astype(np.float32)
 
+    def passed(images: np.ndarray) -> bool:
+        checked[:] = [probability(images)]
+        return bool(np.all(checked[0] >= threshold))
+
     run = vis.run(objective, steps=steps, batch=n, start=_start_images(start, seeds, vis.shape),
-                  seed=list(seeds), seed_offset=0, verbose=verbose,
-                  stop=lambda images: bool(np.all(probability(images) >= threshold)),
+                  seed=list(seeds), seed_offset=0, verbose=verbose, stop=passed,
                   stop_every=check_every)
     images, used = run.images, len(run.values)
-    final = probability(images)
+    # a run that stopped early ended on the images its last check scored
+    final = checked[0] if used < steps else probability(images)
     vals = run.values.astype(np.float32)
     probs = np.exp(vals).astype(np.float32)
     passed = probs >= threshold
     first = np.where(passed.any(0), passed.argmax(0), -1)
     return Visualization(
         images, vals, run.losses.astype(np.float32),
-        f"fooling {objective.description}", image_seeds(seed, n),
+        f"fooling {objective.description}", seeds,
         tuple(f"class {int(c)}: p={p:.3f}" for c, p in zip(classes, final)),
         {"probabilities": probs, "final_probability": final, "reached": final >= threshold,
          "first_step": first.astype(np.int64), "steps_used": used, "threshold": threshold,

@@ -152,17 +152,16 @@ class Fourier:
     def random(self, rng: np.random.Generator, h: int, w: int, c: int) -> np.ndarray:
         return rng.normal(0.0, self.init_std, (2, c, h, w // 2 + 1)).astype(np.float32)
 
-    def image(self, v, h: int, w: int, c: int, shift=None):
-        """The images of spectra ``v``; ``shift`` ``(N, 2)`` (integer rows, columns) shifts
-        each image circularly, ``out[y, x] = image[y + dy, x + dx]`` (indices modulo the
-        side): a phase ramp on the spectrum, exact and nearly free, since a Fourier image is
-        periodic. ``shift`` may also be `phase`'s ``(cos, sin)`` of that ramp."""
+    def image(self, v, h: int, w: int, c: int, phase=None):
+        """The images of spectra ``v``; ``phase``, `Fourier.phase`'s ``(cos, sin)`` of a
+        shift, shifts each image circularly: a phase ramp on the spectrum, exact and nearly
+        free, since a Fourier image is periodic."""
         import tensorflow as tf
 
         scale = tf.constant(self._scale(h, w))
         re, im = v[:, 0] * scale, v[:, 1] * scale
-        if shift is not None:
-            cos, sin = self.phase(shift, h, w) if not isinstance(shift, tuple) else shift
+        if phase is not None:
+            cos, sin = phase
             re, im = re * cos - im * sin, re * sin + im * cos
         spectrum = tf.complex(re, im)  # (N, C, H, W//2+1)
         img = tf.signal.irfft2d(spectrum, fft_length=[h, w])
@@ -175,7 +174,8 @@ class Fourier:
     @staticmethod
     def phase(shift, h: int, w: int):
         """``(cos, sin)`` ``(N, 1, H, W//2+1)`` of the phase ramp ``exp(2 pi i (fy dy + fx
-        dx))`` that shifts images by ``shift`` ``(N, 2)``: the product of a row and a column
+        dx))`` that shifts images by ``shift`` ``(N, 2)`` (integer rows, columns: ``out[y, x] =
+        image[y + dy, x + dx]``, indices modulo the side): the product of a row and a column
         phase (sines of N (H + W//2+1) angles, not of N H (W//2+1))."""
         import tensorflow as tf
 
@@ -212,45 +212,53 @@ class Fourier:
 XLA_MIN_PIXELS = 64 * 64
 
 
-def renderer(param, h: int, w: int, c: int, device: str = "") -> Callable[..., Any]:
-    """``v -> param.image(v, h, w, c)`` as the compiled steps call it (``(v, shift)`` for
-    `Fourier`'s circular shifts).
+def renderer(param, h: int, w: int, c: int, device: str = "") -> "Renderer":
+    """The image function the compiled steps call: ``render(v)``, and ``render(v, shift)``
+    for `Fourier`'s circular shifts.
 
     On a CPU (``device``: the variable's device string), for Fourier images of at least
     `XLA_MIN_PIXELS` pixels, the rendering and its gradient run as one XLA cluster
-    (`XlaRenderer`): the scale, a shift's phase ramp, inverse real FFT, colour mixing and
+    (``Renderer.xla``): the scale, a shift's phase ramp, inverse real FFT, colour mixing and
     sigmoid fused, 2-2.4x less CPU time than TensorFlow's kernels op by op (64 images,
     forward + backward: ~9 ms instead of ~22 ms at 64x64, ~42 ms instead of ~100 ms at
     128x128; see benchmarks/featurevis.md). Compiling costs ~0.5 s of CPU once per batch
     shape, which a batch of such images earns back within tens of steps; smaller images keep
-    the plain kernels. The choice depends on the image size only, never on the batch, so an image does
-    not depend on the batch it is optimised in; XLA on a CPU is deterministic, so the same
-    seed still gives bitwise identical images. Elsewhere (GPU: cuFFT) and for `Pixel` (one
-    sigmoid) it is the plain function.
+    the plain kernels. The choice depends on the image size only, never on the batch, so an
+    image does not depend on the batch it is optimised in; XLA on a CPU is deterministic, so
+    the same seed still gives bitwise identical images. Elsewhere (GPU: cuFFT) and for `Pixel`
+    (one sigmoid) it is the plain function.
     """
     import tensorflow as tf
 
-    def image(v, shift=None):
-        if shift is None:
+    def image(v, phase=None):
+        if phase is None:
             return param.image(v, h, w, c)
-        return param.image(v, h, w, c, shift=shift)
+        return param.image(v, h, w, c, phase=phase)
 
     if isinstance(param, Fourier) and h * w >= XLA_MIN_PIXELS and "CPU" in device.upper():
-        return XlaRenderer(tf.function(image, jit_compile=True, autograph=False,
-                                       reduce_retracing=True), param, h, w)
-    return image
+        fn = tf.function(image, jit_compile=True, autograph=False, reduce_retracing=True)
+        return Renderer(fn, param, h, w, xla=True)
+    return Renderer(image, param, h, w, xla=False)
 
 
-class XlaRenderer:
-    """`renderer`'s XLA-compiled Fourier rendering, ``(v, shift=None) -> images``.
+@dataclass(frozen=True)
+class Renderer:
+    """`renderer`'s ``(v, shift=None) -> images``.
 
-    A shift's phase-ramp tables (`Fourier.phase`) are made outside the cluster and passed in:
-    inside it, XLA would fuse the sines into the spectrum's loop and recompute them for every
-    element (~20 ms of CPU more for 64 images of 128x128).
+    A shift's phase-ramp tables (`Fourier.phase`) are made before the rendering and passed
+    in: inside an XLA cluster, XLA would fuse the sines into the spectrum's loop and
+    recompute them for every element (~20 ms of CPU more for 64 images of 128x128).
+
+    Attributes:
+      fn: ``(v, phase=None) -> images``.
+      xla: whether ``fn`` is XLA-compiled.
     """
 
-    def __init__(self, fn, param: Fourier, h: int, w: int) -> None:
-        self.fn, self.param, self.h, self.w = fn, param, h, w
+    fn: Callable[..., Any]
+    param: Any
+    h: int
+    w: int
+    xla: bool
 
     def __call__(self, v, shift=None):
         if shift is None:
